@@ -1,0 +1,1 @@
+"""Faust agents: thin glue that reads a batch, calls the rules, writes the results."""

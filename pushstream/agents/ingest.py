@@ -1,0 +1,62 @@
+"""Ingest: validate producer input and re-key it by app/user onto the internal user-events topic.
+
+Producers may use any partitioner, so nothing downstream trusts their partitioning: records are grouped by
+the partition pushstream computes and sent as one batch record per partition.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import faust
+from faust.types import EventT, StreamT
+
+from pushstream import metrics
+from pushstream.agents.io import Outbox, message_time, preferences_in, devices_in, user_events
+from pushstream.app import app, rt
+from pushstream.models import UserEvents
+from pushstream.models.base import Invalid, iso, load_json_object
+from pushstream.models.registry import parse_device_event, parse_preference_event
+from pushstream.rules.keys import partition_for, user_key
+
+Parser = Callable[[dict[str, Any], Any], faust.Record]
+settings = rt.settings
+pipeline = settings.pipeline
+
+
+def rekey_batch(events: list[EventT], kind: str, parse: Parser, outbox: Outbox) -> None:
+    """Validate each record; good ones go to user-events grouped by partition, bad ones to the DLQ."""
+    partitions = rt.layout.user_partitions
+    by_partition: dict[int, list[dict[str, Any]]] = {}
+    for event in events:
+        try:
+            data = load_json_object(event.message.value, max_bytes=settings.limits.max_record_bytes)
+            record: Any = parse(data, settings)
+        except Invalid as error:
+            outbox.dead_letter(event, error, kind)
+            continue
+        except Exception as error:  # a worker never crashes on input; the record is kept in the DLQ
+            outbox.dead_letter(event, Invalid("internal_error", repr(error)), kind)
+            continue
+        item = {"kind": kind, **record.asdict(), "at": iso(dt.datetime.fromtimestamp(message_time(event), dt.UTC))}
+        by_partition.setdefault(partition_for(user_key(record.app_id, record.user_id), partitions), []).append(item)
+    for partition, items in by_partition.items():
+        outbox.add(user_events, UserEvents(events=items), key=f"user-events/{partition}", partition=partition)
+
+
+def _ingest_agent(source: faust.TopicT, kind: str, parse: Parser) -> None:
+    async def ingest(stream: StreamT) -> None:
+        async for events in stream.take_events(pipeline.ingest_batch, within=pipeline.ingest_within_seconds):
+            with metrics.batch_seconds.labels(f"ingest-{kind}").time():
+                metrics.records_in.labels(kind).inc(len(events))
+                outbox = Outbox()
+                rekey_batch(list(events), kind, parse, outbox)
+                await outbox.flush()
+
+    app.agent(source, name=f"pushstream.ingest_{kind}")(ingest)
+
+
+_ingest_agent(devices_in, "device", parse_device_event)
+_ingest_agent(preferences_in, "preference", parse_preference_event)

@@ -1,0 +1,89 @@
+"""Topics and the write side shared by every agent: batched sends that are awaited before the input is acked."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Iterable
+from typing import Any
+
+import faust
+from faust.types import EventT
+
+from pushstream import metrics
+from pushstream.app import app, rt
+from pushstream.models import encode
+from pushstream.models.base import Invalid
+from pushstream.models.dlq import dead_letter
+
+
+def topic(name: str) -> faust.TopicT:
+    """A pushstream topic by its logical name (topics.yaml), with the configured prefix."""
+    spec = rt.layout.spec(name)
+    return app.topic(rt.topic_name(name), partitions=spec.partitions, internal=False)
+
+
+devices_in = topic("pushstream.devices")
+preferences_in = topic("pushstream.preferences")
+notifications_in = topic("pushstream.notifications")
+user_events = topic("pushstream.user-events")
+token_claims = topic("pushstream.token-claims")
+intents = topic("pushstream.intents")
+status_out = topic("pushstream.status")
+dlq = topic("pushstream.dlq")
+deliveries = {
+    (platform, lane): topic(f"pushstream.deliveries.{platform}" + ("" if lane == "transactional" else ".bulk"))
+    for platform in ("apns", "fcm", "webpush")
+    for lane in ("transactional", "bulk")
+}
+
+
+class Outbox:
+    """Collects the records one batch produces; `flush` sends them all and waits for the broker's acks.
+
+    An input batch is acked only after its outbox is flushed, so a crash re-processes it instead of losing
+    what it would have written (at-least-once; dedup downstream makes repeats harmless).
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[faust.TopicT, bytes | None, bytes, int | None]] = []
+
+    def add(self, to: faust.TopicT, value: faust.Record | bytes, *, key: str | bytes | None = None,
+            partition: int | None = None) -> None:
+        raw_key = key.encode("utf-8") if isinstance(key, str) else key
+        raw_value = value if isinstance(value, bytes) else encode(value)
+        self._pending.append((to, raw_key, raw_value, partition))
+
+    def dead_letter(self, event: EventT, error: Invalid, source: str) -> None:
+        message = event.message
+        metrics.dead_letters.labels(source, error.reason).inc()
+        self.add(
+            dlq,
+            dead_letter(error.reason, error.detail, topic=message.topic, partition=message.partition,
+                        offset=message.offset, key=message.key, value=message.value),
+            key=message.key,
+        )
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    async def flush(self) -> None:
+        acks: list[Awaitable[Any]] = []
+        for to, key, value, partition in self._pending:
+            acks.append(await to.send(key=key, value=value, partition=partition))
+        self._pending.clear()
+        if acks:
+            await asyncio.gather(*acks)
+
+
+def message_time(event: EventT) -> float:
+    """The record's Kafka timestamp in epoch seconds: stable across replays, unlike the wall clock."""
+    ts = event.message.timestamp
+    return float(ts) if ts else time.time()
+
+
+def group(items: Iterable[tuple[int, Any]]) -> dict[int, list[Any]]:
+    grouped: dict[int, list[Any]] = {}
+    for partition, item in items:
+        grouped.setdefault(partition, []).append(item)
+    return grouped

@@ -1,0 +1,122 @@
+"""Registry: the only writer of the devices and preferences tables, and of token ownership.
+
+Each user-events record is a batch for the partition it arrived on, so table writes land on the right
+changelog partition. Within a batch, each user's maps are read once and written once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faust.types import StreamT, TableT
+
+from pushstream import metrics
+from pushstream.agents.io import Outbox, token_claims, user_events
+from pushstream.app import app, rt
+from pushstream.models import TokenClaims, UserEvents, decode
+from pushstream.rules import registry as rules
+from pushstream.rules.keys import partition_for, user_key
+from pushstream.tables import devices, preferences, token_owners
+
+
+class BatchView:
+    """Read-through, write-back view of one table for the span of one batch."""
+
+    def __init__(self, table: TableT) -> None:
+        self.table = table
+        self.changed: dict[str, Any] = {}
+
+    def get(self, key: str) -> Any:
+        if key in self.changed:
+            return self.changed[key]
+        return self.table.get(key)
+
+    def set(self, key: str, value: Any) -> None:
+        self.changed[key] = value
+
+    def write(self) -> None:
+        for key, value in self.changed.items():
+            if value is None:
+                self.table.pop(key, None)
+            else:
+                self.table[key] = value
+
+
+def apply_user_events(events: list[dict[str, Any]], device_view: BatchView, pref_view: BatchView,
+                      outbox: Outbox) -> None:
+    claims: dict[int, list[dict[str, Any]]] = {}
+    claim_partitions = rt.layout.partitions("pushstream.token-claims")
+    for event in events:
+        key = user_key(event["app_id"], event["user_id"])
+        kind = event["kind"]
+        if kind == "preference":
+            pref_view.set(key, rules.merge_preferences(pref_view.get(key), event, event["at"]))
+            continue
+        current = device_view.get(key) or {}
+        if kind == "device" and event["type"] == "register":
+            updated, fingerprint = rules.register(current, event, event["at"])
+            claim = {"app_id": event["app_id"], "fingerprint": fingerprint, "user_id": event["user_id"],
+                     "device_id": event["device_id"], "at": event["at"]}
+            partition = partition_for(f"{event['app_id']}/{fingerprint}", claim_partitions)
+            claims.setdefault(partition, []).append(claim)
+        elif kind == "device":
+            updated = rules.unregister(current, event["device_id"])
+        elif kind in ("release", "deactivate"):
+            changed = rules.deactivate(current, event["device_id"], event["fingerprint"], event["reason"],
+                                       event["at"])
+            if changed is None:
+                continue
+            updated = changed
+        else:
+            continue
+        device_view.set(key, updated or None)
+    for partition, items in claims.items():
+        outbox.add(token_claims, TokenClaims(claims=items), key=f"token-claims/{partition}", partition=partition)
+
+
+@app.agent(user_events, name="pushstream.registry")
+async def registry(stream: StreamT) -> None:
+    async for value in stream:
+        with metrics.batch_seconds.labels("registry").time():
+            batch = decode(UserEvents, value)
+            device_view, pref_view, outbox = BatchView(devices), BatchView(preferences), Outbox()
+            apply_user_events(batch.events, device_view, pref_view, outbox)
+            # Claims first: a crash after the table write but before the claim would lose the move.
+            await outbox.flush()
+            device_view.write()
+            pref_view.write()
+
+
+def owner_changes(claims: list[dict[str, Any]], owners: BatchView) -> list[dict[str, Any]]:
+    """Record each claim; return release events for the previous holder of a token that moved."""
+    releases = []
+    for claim in claims:
+        key = f"{claim['app_id']}/{claim['fingerprint']}"
+        previous = owners.get(key)
+        holder = {"user_id": claim["user_id"], "device_id": claim["device_id"], "at": claim["at"]}
+        if previous is not None and previous["at"] > claim["at"]:
+            continue  # an older claim replayed late: the newer owner stays
+        owners.set(key, holder)
+        if previous is not None and (previous["user_id"], previous["device_id"]) != (
+            claim["user_id"], claim["device_id"]
+        ):
+            releases.append({"kind": "release", "app_id": claim["app_id"], "user_id": previous["user_id"],
+                             "device_id": previous["device_id"], "fingerprint": claim["fingerprint"],
+                             "reason": "token_moved", "at": claim["at"]})
+    return releases
+
+
+@app.agent(token_claims, name="pushstream.token_owners")
+async def token_ownership(stream: StreamT) -> None:
+    async for value in stream:
+        batch = decode(TokenClaims, value)
+        owners, outbox = BatchView(token_owners), Outbox()
+        releases = owner_changes(batch.claims, owners)
+        by_partition: dict[int, list[dict[str, Any]]] = {}
+        for release in releases:
+            partition = partition_for(user_key(release["app_id"], release["user_id"]), rt.layout.user_partitions)
+            by_partition.setdefault(partition, []).append(release)
+        for partition, items in by_partition.items():
+            outbox.add(user_events, UserEvents(events=items), key=f"user-events/{partition}", partition=partition)
+        await outbox.flush()
+        owners.write()

@@ -1,0 +1,111 @@
+"""Router: per partition, look up each targeted user's devices and preferences locally, apply the rules,
+and write delivery batches per platform and lane plus the status of every device that gets no delivery."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import orjson
+from faust.types import StreamT
+
+from pushstream import metrics
+from pushstream.agents.io import Outbox, deliveries, intents, status_out
+from pushstream.agents.registry import BatchView
+from pushstream.app import app, rt
+from pushstream.models import DeliveryBatch, IntentBatch, StatusEvent, decode
+from pushstream.models.base import iso
+from pushstream.providers import build_payload
+from pushstream.providers.apns.payload import MAX_PAYLOAD_BYTES as APNS_MAX
+from pushstream.providers.fcm.payload import MAX_MESSAGE_BYTES as FCM_MAX
+from pushstream.providers.webpush.payload import MAX_PLAINTEXT_BYTES as WEBPUSH_MAX
+from pushstream.rules.fanout import fan_out_user
+from pushstream.rules.keys import split_user_key, user_key
+from pushstream.rules.localization import localize, render_key
+from pushstream.tables import devices, partition_items, preferences, user_state
+
+settings = rt.settings
+DELIVERY_PARTITIONS = {
+    (platform, lane): rt.layout.partitions(f"pushstream.deliveries.{platform}" + ("" if lane == "transactional" else ".bulk"))
+    for platform, lane in deliveries
+}
+PAYLOAD_LIMITS = {"apns": APNS_MAX, "fcm": FCM_MAX, "webpush": WEBPUSH_MAX}
+
+
+class PayloadCache:
+    """Renders each (platform, localized variant) of a notification once, however many devices share it."""
+
+    def __init__(self, notification: dict[str, Any]) -> None:
+        self.notification = notification
+        self._cache: dict[tuple[str, str | None], dict[str, Any] | str] = {}
+
+    def __call__(self, platform: str, locale: str | None) -> dict[str, Any] | str:
+        variant = render_key(self.notification, locale)
+        cached = self._cache.get((platform, variant))
+        if cached is None:
+            n = self.notification
+            title, body, _ = localize(n.get("title"), n.get("body"), n.get("localized"), locale)
+            payload = build_payload(platform, n, title, body)
+            size = len(orjson.dumps(payload)) + (len(orjson.dumps({"token": "x" * 200})) if platform == "fcm" else 0)
+            cached = payload if size <= PAYLOAD_LIMITS[platform] else "payload_too_large"
+            self._cache[(platform, variant)] = cached
+        return cached
+
+
+def route_intent(intent: IntentBatch, partition: int, outbox: Outbox, states: BatchView, now: dt.datetime) -> None:
+    n = intent.notification
+    app_id, nid, channel = n["app_id"], n["id"], n["channel"]
+    app_settings = settings.app(app_id)
+    lane = "transactional" if channel == "transactional" else "bulk"
+    render = PayloadCache(n)
+    at = iso(now)
+    batches: dict[str, list[dict[str, Any]]] = {}
+    if intent.broadcast:
+        users = ((split_user_key(k)[1], v) for k, v in partition_items(devices, partition)
+                 if split_user_key(k)[0] == app_id)
+    else:
+        users = ((u, devices.get(user_key(app_id, u))) for u in intent.user_ids or ())
+    for user_id, user_devices in users:
+        if not user_devices:
+            continue
+        key = user_key(app_id, user_id)
+        result = fan_out_user(
+            n, app_id, user_id, user_devices, preferences.get(key), states.get(key), now,
+            configured=lambda p: app_settings is not None and app_settings.platform_configured(p),
+            render=render,
+        )
+        for platform, items in result.deliveries.items():
+            batches.setdefault(platform, []).extend(items)
+        for device_id, platform, status, reason in result.outcomes:
+            metrics.statuses.labels(platform, status, reason or "").inc()
+            outbox.add(status_out, StatusEvent(notification_id=nid, app_id=app_id, user_id=user_id,
+                                               device_id=device_id, platform=platform, status=status,
+                                               reason=reason, at=at), key=user_id)
+        if result.state is not None:
+            states.set(key, result.state)
+    chunk = settings.pipeline.delivery_chunk
+    for platform, items in batches.items():
+        metrics.deliveries_planned.labels(platform, lane).inc(len(items))
+        for start in range(0, len(items), chunk):
+            outbox.add(
+                deliveries[(platform, lane)],
+                DeliveryBatch(notification_id=nid, app_id=app_id, platform=platform, channel=channel,
+                              priority=n["priority"], items=items[start:start + chunk],
+                              expires_at=None if n.get("ttl") is None else n["received_at"] + n["ttl"],
+                              collapse_key=n.get("collapse_key")),
+                key=f"{app_id}/{nid}",
+                partition=partition % DELIVERY_PARTITIONS[(platform, lane)],
+            )
+
+
+@app.agent(intents, name="pushstream.router")
+async def router(stream: StreamT) -> None:
+    async for event in stream.events():
+        with metrics.batch_seconds.labels("router").time():
+            intent = decode(IntentBatch, event.value)
+            states, outbox = BatchView(user_state), Outbox()
+            route_intent(intent, event.message.partition, outbox, states, dt.datetime.now(dt.UTC))
+            # Deliveries and statuses reach the broker before the user's memory says "sent":
+            # a crash in between repeats the fan-out (dedup cannot hide a delivery that was never written).
+            await outbox.flush()
+            states.write()

@@ -1,0 +1,43 @@
+"""The faust.App and its settings wiring: `faust -A pushstream.app worker`."""
+
+from __future__ import annotations
+
+import faust
+
+from pushstream.runtime import runtime
+
+rt = runtime()
+settings = rt.settings
+
+app = faust.App(
+    settings.topic("pushstream"),
+    broker=settings.kafka.broker,
+    store="rocksdb://",
+    autodiscover=False,
+    origin="pushstream",
+    # Everything on the wire is bytes we encode ourselves (orjson), so malformed input reaches our code
+    # instead of crashing Faust's deserializer.
+    key_serializer="raw",
+    value_serializer="raw",
+    topic_partitions=rt.layout.user_partitions,
+    topic_replication_factor=rt.layout.replication_factor,
+    consumer_auto_offset_reset="earliest",
+    producer_acks=-1,
+    producer_linger_ms=5,
+    broker_commit_interval=1.0,
+    stream_wait_empty=False,
+    table_standby_replicas=1,
+    web_host=settings.web.host,
+    web_port=settings.web.port,
+    web_bind=settings.web.bind,
+    # Faust's built-in /table/ and /router/ endpoints expose table contents without authentication.
+    web_tables_enabled=False,
+    web_router_enabled=False,
+    web_graph_enabled=False,
+    web_stats_enabled=False,
+)
+
+# Importing registers the tables, agents and views on the app.
+from pushstream import tables  # noqa: E402,F401
+from pushstream.agents import ingest, registry, planner, router  # noqa: E402,F401
+from pushstream.web import views  # noqa: E402,F401

@@ -1,0 +1,1 @@
+"""The `pushstream` command."""

@@ -1,0 +1,257 @@
+"""pushstream.yaml: loading and validation into one typed, frozen settings object.
+
+Unknown keys, missing required keys, wrong types and missing secret files are start-up errors that name the
+offending key or path; a misspelt key silently ignored is how a production config goes wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+DEFAULT_CONFIG_PATH = "pushstream.yaml"
+ENV_CONFIG = "PUSHSTREAM_CONFIG"
+# Environment variables that may override the kafka section (contract §3).
+ENV_KAFKA_OVERRIDES = {
+    "PUSHSTREAM_KAFKA_BROKER": "broker",
+    "PUSHSTREAM_KAFKA_TOPIC_PREFIX": "topic_prefix",
+    "PUSHSTREAM_KAFKA_TOPICS_FILE": "topics_file",
+}
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, unreadable or invalid; the message names the key or path."""
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    broker: str = "kafka://127.0.0.1:9092"
+    topic_prefix: str = ""
+    # Where the topic layout lives; relative paths are resolved against the config file's directory.
+    topics_file: str | None = None
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    port: int = 6066
+    host: str = "127.0.0.1"
+    bind: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class ApnsSettings:
+    key_file: Path
+    key_id: str
+    team_id: str
+    topic: str
+    environment: Literal["production", "sandbox"] = "production"
+    endpoint: str | None = None
+    ca_file: Path | None = None
+    max_connections: int = 4
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class FcmSettings:
+    credentials_file: Path
+    project_id: str
+    endpoint: str | None = None
+    ca_file: Path | None = None
+    max_connections: int = 8
+    timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class WebPushSettings:
+    vapid_private_key_file: Path
+    vapid_subject: str
+    allowed_endpoint_hosts: tuple[str, ...] = ()
+    timeout_seconds: float = 10.0
+    max_connections: int = 100
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    api_keys: tuple[str, ...] = ()
+    apns: ApnsSettings | None = None
+    fcm: FcmSettings | None = None
+    webpush: WebPushSettings | None = None
+
+    def platform_configured(self, platform: str) -> bool:
+        return getattr(self, platform, None) is not None
+
+
+@dataclass(frozen=True)
+class LimitsSettings:
+    """Input guards. Provider payload limits are the providers' and live in their modules."""
+
+    max_record_bytes: int = 64 * 1024
+    max_target_users: int = 10_000
+    max_tags: int = 64
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Batching on the hot path: how many records an agent takes at once and how long it waits for more."""
+
+    ingest_batch: int = 1000
+    ingest_within_seconds: float = 0.05
+    delivery_chunk: int = 500
+
+
+@dataclass(frozen=True)
+class RocksDBSettings:
+    """Per table partition. Faust's defaults give every partition DB its own 2 GiB block cache."""
+
+    block_cache_mb: int = 16
+    write_buffer_mb: int = 8
+    max_write_buffers: int = 2
+    max_open_files: int = 256
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    apps: Mapping[str, AppSettings] = field(default_factory=dict)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    rocksdb: RocksDBSettings = field(default_factory=RocksDBSettings)
+    # Directory of the config file; relative paths inside it were resolved against this.
+    base_dir: Path = Path(".")
+
+    def topic(self, name: str) -> str:
+        """The broker-side name of a pushstream topic, with the configured prefix."""
+        return f"{self.kafka.topic_prefix}{name}"
+
+    def app(self, app_id: str) -> AppSettings | None:
+        return self.apps.get(app_id)
+
+    def app_for_key(self, api_key: str) -> str | None:
+        for app_id, app in self.apps.items():
+            if api_key in app.api_keys:
+                return app_id
+        return None
+
+
+# Fields that are paths to files that must exist (secrets and trust anchors).
+_FILE_FIELDS = {"key_file", "ca_file", "credentials_file", "vapid_private_key_file"}
+# Settings fields filled by the loader, never by the file.
+_INTERNAL_FIELDS = {"base_dir"}
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Load and validate the config file (``PUSHSTREAM_CONFIG`` or ``./pushstream.yaml``)."""
+    env = os.environ if env is None else env
+    config_path = Path(path or env.get(ENV_CONFIG) or DEFAULT_CONFIG_PATH)
+    if not config_path.is_file():
+        raise ConfigError(f"config file not found: {config_path.resolve()} (set {ENV_CONFIG} to its path)")
+    try:
+        raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{config_path}: not valid YAML: {exc}") from exc
+    return settings_from_mapping(raw, base_dir=config_path.resolve().parent, env=env, source=str(config_path))
+
+
+def settings_from_mapping(
+    raw: Any, *, base_dir: Path, env: Mapping[str, str] | None = None, source: str = "config"
+) -> Settings:
+    """Build settings from an already parsed mapping (what the YAML file holds)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping")
+    raw = dict(raw)
+    kafka = dict(raw.get("kafka") or {})
+    for var, key in ENV_KAFKA_OVERRIDES.items():
+        if env and env.get(var):
+            kafka[key] = env[var]
+    raw["kafka"] = kafka
+    settings = _build(Settings, raw, prefix="", ctx=_Ctx(base_dir, source))
+    return dataclasses.replace(settings, base_dir=base_dir)
+
+
+@dataclass(frozen=True)
+class _Ctx:
+    base_dir: Path
+    source: str
+
+    def error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {key}: {message}")
+
+
+def _build(cls: type, data: Any, *, prefix: str, ctx: _Ctx) -> Any:
+    where = prefix.rstrip(".") or "(top level)"
+    if not isinstance(data, dict):
+        raise ctx.error(where, f"expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in _INTERNAL_FIELDS}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ctx.error(f"{prefix}{unknown[0]}", f"unknown key (known: {', '.join(sorted(fields))})")
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        key = f"{prefix}{name}"
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ctx.error(key, "required key is missing")
+            continue
+        values[name] = _convert(hints[name], data[name], key=key, ctx=ctx, field_name=name)
+    return cls(**values)
+
+
+def _convert(tp: Any, value: Any, *, key: str, ctx: _Ctx, field_name: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(inner, value, key=key, ctx=ctx, field_name=field_name)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, prefix=f"{key}.", ctx=ctx)
+    if origin is Literal:
+        if value not in args:
+            raise ctx.error(key, f"must be one of {', '.join(map(str, args))}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ctx.error(key, "expected a list")
+        return tuple(_convert(args[0], v, key=f"{key}[{i}]", ctx=ctx, field_name="") for i, v in enumerate(value))
+    if origin in (Mapping, dict):
+        if not isinstance(value, dict):
+            raise ctx.error(key, "expected a mapping")
+        return {
+            str(k): _convert(args[1], v, key=f"{key}.{k}", ctx=ctx, field_name="") for k, v in value.items()
+        }
+    if tp is Path:
+        if not isinstance(value, str) or not value:
+            raise ctx.error(key, "expected a file path")
+        path = Path(value)
+        path = path if path.is_absolute() else ctx.base_dir / path
+        if field_name in _FILE_FIELDS and not path.is_file():
+            raise ctx.error(key, f"file not found: {path}")
+        return path
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ctx.error(key, "expected true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ctx.error(key, "expected an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ctx.error(key, "expected a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ctx.error(key, "expected a string")
+        return value
+    raise ctx.error(key, f"unsupported setting type {tp!r}")  # pragma: no cover - a bug in this module

@@ -1,0 +1,50 @@
+"""Internal topics: free to change, keyed and batched by pushstream itself.
+
+Every internal record carries a batch for one partition, so agents pay Faust's per-event cost once per batch
+and table writes happen on the partition the batch arrived on.
+"""
+
+from typing import Optional
+
+import faust
+
+
+class UserEvents(faust.Record, include_metadata=False):
+    """`user-events`: registry changes for users of one partition, in order.
+
+    Each event is a dict with ``kind``: ``device`` (a DeviceEvent), ``preference`` (a PreferenceEvent),
+    ``release`` (the device's token was claimed elsewhere) or ``deactivate`` (a provider rejected the token).
+    """
+
+    events: list
+
+
+class TokenClaims(faust.Record, include_metadata=False):
+    """`token-claims`: {app_id, fingerprint, user_id, device_id, at} claims for one token partition."""
+
+    claims: list
+
+
+class IntentBatch(faust.Record, include_metadata=False):
+    """`intents`: a notification and the users of one partition it targets (all of them when broadcast)."""
+
+    notification: dict
+    user_ids: Optional[list] = None
+    broadcast: bool = False
+
+
+class DeliveryBatch(faust.Record, include_metadata=False):
+    """`deliveries.<platform>[.bulk]`: devices of one platform for one notification, payloads rendered.
+
+    Each item: {user_id, device_id, token | subscription, payload}.
+    """
+
+    notification_id: str
+    app_id: str
+    platform: str
+    channel: str
+    priority: str
+    items: list
+    expires_at: Optional[float] = None
+    collapse_key: Optional[str] = None
+    attempt: int = 1

@@ -1,0 +1,1 @@
+"""APNs (HTTP/2 provider API, token auth)."""

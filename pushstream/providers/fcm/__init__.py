@@ -1,0 +1,1 @@
+"""FCM HTTP v1 (httpx over HTTP/2, google-auth service-account tokens)."""

@@ -1,0 +1,70 @@
+"""Fan one notification out over one user's devices: who gets what, and which outcomes to report."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pushstream.rules import preferences
+from pushstream.rules.routing import decide
+
+# (platform, locale) → the rendered payload, or a reason it cannot be sent (e.g. payload_too_large).
+Renderer = Callable[[str, "str | None"], "dict[str, Any] | str"]
+
+
+@dataclass
+class UserFanOut:
+    deliveries: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # (device_id, platform, status, reason)
+    outcomes: list[tuple[str, str, str, str | None]] = field(default_factory=list)
+    state: dict[str, Any] | None = None  # the user's new delivery memory, None when unchanged
+
+
+def fan_out_user(
+    notification: dict[str, Any],
+    app_id: str,
+    user_id: str,
+    devices: dict[str, dict[str, Any]],
+    prefs: dict[str, Any] | None,
+    state: dict[str, Any] | None,
+    now: dt.datetime,
+    configured: Callable[[str], bool],
+    render: Renderer,
+) -> UserFanOut:
+    result = UserFanOut()
+    delivered_zone: dt.tzinfo | None = None
+    duplicate = False
+    for device_id, device in devices.items():
+        platform = device["platform"]
+        verdict = decide(device, app_id, notification, prefs, state, now)
+        if verdict.action == "skip":
+            continue
+        if verdict.action == "suppressed":
+            duplicate = duplicate or verdict.reason == "duplicate"
+            result.outcomes.append((device_id, platform, "suppressed", verdict.reason))
+            continue
+        if verdict.action == "deferred":
+            result.outcomes.append((device_id, platform, "deferred", verdict.reason))
+            continue
+        if not configured(platform):
+            result.outcomes.append((device_id, platform, "dead_lettered", "platform_not_configured"))
+            continue
+        payload = render(platform, device.get("locale"))
+        if isinstance(payload, str):
+            result.outcomes.append((device_id, platform, "dead_lettered", payload))
+            continue
+        item: dict[str, Any] = {"user_id": user_id, "device_id": device_id, "payload": payload}
+        if platform == "webpush":
+            item["subscription"] = device["subscription"]
+        else:
+            item["token"] = device["token"]
+        result.deliveries.setdefault(platform, []).append(item)
+        delivered_zone = delivered_zone or preferences.user_zone(prefs, device.get("timezone"))
+    final = any(status != "deferred" for _, _, status, _ in result.outcomes)
+    if not duplicate and (final or result.deliveries):
+        day = preferences.day_bucket(delivered_zone, now) if delivered_zone else None
+        channel = notification["channel"] if result.deliveries else None
+        result.state = preferences.record_sent(state, notification["id"], channel, day, now.timestamp())
+    return result

@@ -1,0 +1,29 @@
+"""Keys and partitioning: the one place that says how pushstream keys and places its records."""
+
+import hashlib
+
+from aiokafka.partitioner import murmur2
+
+
+def user_key(app_id: str, user_id: str) -> str:
+    """Table and internal-topic key of a user. App ids cannot contain '/', so the first '/' splits."""
+    return f"{app_id}/{user_id}"
+
+
+def split_user_key(key: str) -> tuple[str, str]:
+    app_id, _, user_id = key.partition("/")
+    return app_id, user_id
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner (and Faust's table router) picks for this key.
+
+    Producers outside pushstream may use other partitioners, so pushstream re-keys everything it reads
+    together, and this must stay the Java client's murmur2 for table_route to find the owner.
+    """
+    return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
+
+
+def token_fingerprint(platform: str, token: str) -> str:
+    """A short stable id for a token or Web Push endpoint: safe to show, log and key by."""
+    return hashlib.sha256(f"{platform}:{token}".encode()).hexdigest()[:16]

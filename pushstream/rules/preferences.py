@@ -1,0 +1,88 @@
+"""A user's own rules: opt-outs, quiet hours and daily frequency caps."""
+
+import datetime as dt
+import zoneinfo
+from typing import Any
+
+SENT_MEMORY_SECONDS = 7 * 24 * 3600  # how long a notification id is remembered per user for dedup
+SENT_MEMORY_MAX = 1000
+COUNT_DAYS_KEPT = 2
+
+
+def opted_in(prefs: dict[str, Any] | None, channel: str, category: str | None) -> bool:
+    """Users are opted in unless they said otherwise; transactional messages honour category opt-outs only."""
+    if not prefs:
+        return True
+    if channel != "transactional" and prefs.get("channels", {}).get(channel) is False:
+        return False
+    return not (category is not None and prefs.get("categories", {}).get(category) is False)
+
+
+def user_zone(prefs: dict[str, Any] | None, device_tz: str | None) -> dt.tzinfo:
+    name = (prefs or {}).get("timezone") or device_tz
+    if name:
+        try:
+            return zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            pass
+    return dt.UTC
+
+
+def _hhmm(value: str) -> dt.time:
+    hours, minutes = value.split(":")
+    return dt.time(int(hours), int(minutes))
+
+
+def quiet_hours_end(prefs: dict[str, Any] | None, zone: dt.tzinfo, now: dt.datetime) -> dt.datetime | None:
+    """When the user's quiet hours end, if ``now`` lies inside them; else None. Windows may wrap midnight."""
+    quiet = (prefs or {}).get("quiet_hours")
+    if not quiet:
+        return None
+    start, end = _hhmm(quiet["start"]), _hhmm(quiet["end"])
+    if start == end:
+        return None
+    local = now.astimezone(zone)
+    t = local.time().replace(tzinfo=None)
+    inside = start <= t < end if start < end else (t >= start or t < end)
+    if not inside:
+        return None
+    end_day = local.date() if t < end else local.date() + dt.timedelta(days=1)
+    # Built from wall-clock parts so a DST change between now and the end is resolved by the zone.
+    return dt.datetime.combine(end_day, end, tzinfo=zone).astimezone(dt.UTC)
+
+
+def day_bucket(zone: dt.tzinfo, now: dt.datetime) -> str:
+    return now.astimezone(zone).date().isoformat()
+
+
+def cap_exceeded(prefs: dict[str, Any] | None, state: dict[str, Any] | None, channel: str, day: str) -> bool:
+    limit = (prefs or {}).get("max_per_day", {}).get(channel)
+    if limit is None:
+        return False
+    count = ((state or {}).get("counts", {}).get(day) or {}).get(channel, 0)
+    return bool(count >= limit)
+
+
+def already_sent(state: dict[str, Any] | None, notification_id: str) -> bool:
+    return notification_id in (state or {}).get("sent", {})
+
+
+def record_sent(
+    state: dict[str, Any] | None, notification_id: str, channel: str | None, day: str | None, now: float
+) -> dict[str, Any]:
+    """Remember that a notification reached this user (for dedup) and count it against the day's cap.
+
+    ``channel`` is None when nothing was delivered (every device suppressed): the id is still remembered so a
+    replay cannot deliver it later, but it does not count against the cap.
+    """
+    state = state or {}
+    sent = {nid: ts for nid, ts in state.get("sent", {}).items() if now - ts < SENT_MEMORY_SECONDS}
+    sent[notification_id] = now
+    if len(sent) > SENT_MEMORY_MAX:
+        sent = dict(sorted(sent.items(), key=lambda item: item[1])[-SENT_MEMORY_MAX:])
+    counts = {d: dict(c) for d, c in state.get("counts", {}).items()}
+    if channel is not None and day is not None:
+        counts.setdefault(day, {})
+        counts[day][channel] = counts[day].get(channel, 0) + 1
+    counts = dict(sorted(counts.items())[-COUNT_DAYS_KEPT:])
+    return {"sent": sent, "counts": counts}

@@ -1,0 +1,87 @@
+"""Device registry and preference state transitions for one user."""
+
+from typing import Any
+
+from pushstream.rules.keys import token_fingerprint
+
+Device = dict[str, Any]
+Devices = dict[str, Device]
+
+
+def device_address(device: Device) -> str:
+    """What a provider delivers to: the token, or the Web Push endpoint."""
+    if device["platform"] == "webpush":
+        return str(device["subscription"]["endpoint"])
+    return str(device["token"])
+
+
+def register(devices: Devices, event: dict[str, Any], at: str) -> tuple[Devices, str | None]:
+    """Register or update a device; returns the new map and the token fingerprint the user now claims.
+
+    The same token on another device of this user moves to the new device (one device per token).
+    A re-registration reactivates a device a provider had rejected: the app has vouched for it again.
+    """
+    address = event["subscription"]["endpoint"] if event["platform"] == "webpush" else event["token"]
+    fingerprint = token_fingerprint(event["platform"], address)
+    updated = {k: v for k, v in devices.items() if k == event["device_id"] or v.get("fingerprint") != fingerprint}
+    previous = devices.get(event["device_id"], {})
+    updated[event["device_id"]] = {
+        "device_id": event["device_id"],
+        "platform": event["platform"],
+        "token": event.get("token"),
+        "subscription": event.get("subscription"),
+        "fingerprint": fingerprint,
+        "locale": event.get("locale"),
+        "timezone": event.get("timezone"),
+        "app_version": event.get("app_version"),
+        "tags": event.get("tags") or [],
+        "active": True,
+        "inactive_reason": None,
+        "inactive_at": None,
+        "registered_at": previous.get("registered_at", at),
+        "updated_at": at,
+    }
+    return updated, fingerprint
+
+
+def unregister(devices: Devices, device_id: str) -> Devices:
+    return {k: v for k, v in devices.items() if k != device_id}
+
+
+def deactivate(devices: Devices, device_id: str, fingerprint: str, reason: str, at: str) -> Devices | None:
+    """Soft-deactivate a device, only if it still holds the token the reason is about.
+
+    Returns None when nothing changes (the device is gone or was re-registered with another token).
+    """
+    device = devices.get(device_id)
+    if device is None or device.get("fingerprint") != fingerprint or not device.get("active", True):
+        return None
+    return {**devices, device_id: {**device, "active": False, "inactive_reason": reason, "inactive_at": at,
+                                   "updated_at": at}}
+
+
+_PREFERENCE_DEFAULTS: dict[str, Any] = {
+    "channels": {},
+    "categories": {},
+    "quiet_hours": None,
+    "timezone": None,
+    "max_per_day": {},
+}
+
+
+def merge_preferences(current: dict[str, Any] | None, event: dict[str, Any], at: str) -> dict[str, Any]:
+    """A preference event replaces the fields it names and leaves the others; null clears a field."""
+    merged = dict(_PREFERENCE_DEFAULTS) if current is None else dict(current)
+    for name in event["fields"]:
+        value = event.get(name)
+        merged[name] = _PREFERENCE_DEFAULTS[name] if value is None else value
+    merged["updated_at"] = at
+    return merged
+
+
+def public_device(device: Device) -> dict[str, Any]:
+    """The device as the HTTP API shows it: the token only as a fingerprint."""
+    hidden = {"token", "subscription"}
+    view = {k: v for k, v in device.items() if k not in hidden}
+    view["status"] = "active" if device.get("active", True) else "inactive"
+    return view

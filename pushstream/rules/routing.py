@@ -1,0 +1,60 @@
+"""The per-device decision, in the contract's order.
+
+device active → app matches → segment matches → opted in → frequency cap → quiet hours → TTL,
+with duplicates (a notification id already handled for this user) stopped before any of them.
+"""
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from pushstream.rules import preferences
+from pushstream.rules.targeting import segment_matches
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """``deliver``, ``suppressed`` (reason names the rule), ``deferred`` (until) or ``skip`` (not targeted)."""
+
+    action: str
+    reason: str | None = None
+    until: dt.datetime | None = None
+
+
+DELIVER = Verdict("deliver")
+SKIP = Verdict("skip")
+
+
+def decide(
+    device: dict[str, Any],
+    app_id: str,
+    notification: dict[str, Any],
+    prefs: dict[str, Any] | None,
+    state: dict[str, Any] | None,
+    now: dt.datetime,
+) -> Verdict:
+    """What happens to one notification on one device of one user."""
+    if preferences.already_sent(state, notification["id"]):
+        return Verdict("suppressed", "duplicate")
+    if not device.get("active", True):
+        # Inactive devices are reported only when the user was addressed directly; a broadcast skips them.
+        return Verdict("suppressed", "inactive") if "user_ids" in notification["target"] else SKIP
+    if notification["app_id"] != app_id:
+        return SKIP
+    segment = notification["target"].get("segment")
+    if segment is not None and not segment_matches(device, segment):
+        return SKIP
+    channel = notification["channel"]
+    if not preferences.opted_in(prefs, channel, notification.get("category")):
+        return Verdict("suppressed", "opt_out")
+    zone = preferences.user_zone(prefs, device.get("timezone"))
+    if preferences.cap_exceeded(prefs, state, channel, preferences.day_bucket(zone, now)):
+        return Verdict("suppressed", "frequency_cap")
+    if channel != "transactional":
+        until = preferences.quiet_hours_end(prefs, zone, now)
+        if until is not None:
+            return Verdict("deferred", "quiet_hours", until)
+    ttl = notification.get("ttl")
+    if ttl is not None and now.timestamp() > notification["received_at"] + ttl:
+        return Verdict("suppressed", "expired")
+    return DELIVER

@@ -1,0 +1,57 @@
+"""Table declarations: RocksDB-backed, changelogged, keyed by `app_id/user_id` (raw UTF-8 key bytes).
+
+The key serializer must be raw: Faust's table router hashes the serialized key with murmur2, and the internal
+topics that feed these tables are partitioned by the same bytes (pushstream.rules.keys.partition_for).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import faust
+import orjson
+from faust.types import TableT
+
+from pushstream.app import app, rt
+
+_rocks = rt.settings.rocksdb
+ROCKSDB_OPTIONS = {
+    "block_cache_size": _rocks.block_cache_mb * 1024 * 1024,
+    "write_buffer_size": _rocks.write_buffer_mb * 1024 * 1024,
+    "max_write_buffer_number": _rocks.max_write_buffers,
+    "max_open_files": _rocks.max_open_files,
+}
+
+
+def _table(name: str, help_: str, partitions: int) -> TableT:
+    return app.Table(
+        name,
+        default=None,
+        partitions=partitions,
+        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+        options=ROCKSDB_OPTIONS,
+        help=help_,
+    )
+
+
+# app/user → {device_id: device}
+devices = _table("devices", "Registered devices per user", rt.layout.user_partitions)
+# app/user → preferences (channels, categories, quiet_hours, timezone, max_per_day)
+preferences = _table("preferences", "User preferences", rt.layout.user_partitions)
+# app/user → {"sent": {notification_id: ts}, "counts": {day: {channel: n}}}: dedup and frequency caps
+user_state = _table("user_state", "Per-user delivery memory: dedup and daily counts", rt.layout.user_partitions)
+# app/token fingerprint → {"user_id", "device_id"}: a token belongs to at most one user and device
+token_owners = _table(
+    "token_owners", "Which user and device hold a token", rt.layout.partitions("pushstream.token-claims")
+)
+
+
+def partition_items(table: TableT, partition: int) -> Iterator[tuple[str, Any]]:
+    """Every (key, value) of one local partition, straight from its RocksDB (broadcast fan-out)."""
+    store: Any = table.data
+    db = store._db_for_partition(partition)
+    for raw_key, raw_value in db.items():
+        if raw_value is None:
+            continue
+        yield raw_key.decode("utf-8"), orjson.loads(raw_value)

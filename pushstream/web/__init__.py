@@ -1,0 +1,1 @@
+"""HTTP API served by every worker (contract §4)."""

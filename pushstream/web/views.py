@@ -1,0 +1,120 @@
+"""HTTP API: table views routed to the partition owner, health, readiness and metrics.
+
+Faust's own table_route takes one URL parameter as the key; pushstream's keys are `app_id/user_id`, so the
+routing is done here with the app's router, on the same key bytes the tables use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from faust.exceptions import SameNode
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from pushstream.app import app, rt
+from pushstream.metrics import REGISTRY
+from pushstream.rules.keys import user_key
+from pushstream.rules.registry import public_device
+from pushstream.tables import devices, preferences
+
+ROUTED_HEADER = "X-Pushstream-Routed"
+
+
+def error(view: View, status: int, message: str, detail: Any = None) -> Response:
+    return view.bytes(orjson.dumps({"error": message, "detail": detail}), status=status,
+                      content_type="application/json")
+
+
+def authorize(view: View, request: Request, app_id: str) -> Response | None:
+    """None when the bearer key belongs to this app; else the 401/403/404 answer."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, api_key = header.partition(" ")
+    if scheme.lower() != "bearer" or not api_key:
+        return error(view, 401, "unauthorized", "send Authorization: Bearer <api key>")
+    owner = rt.settings.app_for_key(api_key.strip())
+    if owner is None:
+        return error(view, 401, "unauthorized", "unknown api key")
+    if owner != app_id:
+        return error(view, 403, "forbidden", "this key belongs to another app")
+    return None
+
+
+async def routed(view: View, request: Request, table_name: str, key: str,
+                 local: Callable[[], Awaitable[Response]]) -> Response:
+    """Answer from this worker if it owns the key's partition, else forward to the owner once."""
+    if request.headers.get(ROUTED_HEADER):
+        return await local()
+    try:
+        dest = app.router.key_store(table_name, key)
+    except KeyError:
+        return error(view, 503, "not_ready", "partition assignment is not known yet")
+    try:
+        if app.router._urlident(dest) == app.router._urlident(app.conf.canonical_url):
+            raise SameNode()
+        routed_url = request.url.with_host(dest.host or "127.0.0.1").with_port(int(dest.port or 80))
+        headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "accept")}
+        headers[ROUTED_HEADER] = "1"
+        async with app.http_client.request(method=request.method, headers=headers, url=routed_url) as response:
+            return view.bytes(await response.read(), status=response.status,
+                              content_type=response.content_type or "application/json")
+    except SameNode:
+        return await local()
+
+
+@app.page("/v1/apps/{app_id}/users/{user_id}/devices")
+class UserDevices(View):
+    async def get(self, request: Request, app_id: str, user_id: str) -> Response:
+        denied = authorize(self, request, app_id)
+        if denied is not None:
+            return denied
+        key = user_key(app_id, user_id)
+
+        async def local() -> Response:
+            found = devices.get(key) or {}
+            body = {"app_id": app_id, "user_id": user_id,
+                    "devices": [public_device(d) for d in sorted(found.values(), key=lambda d: d["device_id"])]}
+            return self.bytes(orjson.dumps(body), content_type="application/json")
+
+        return await routed(self, request, devices.name, key, local)
+
+
+@app.page("/v1/apps/{app_id}/users/{user_id}/preferences")
+class UserPreferences(View):
+    async def get(self, request: Request, app_id: str, user_id: str) -> Response:
+        denied = authorize(self, request, app_id)
+        if denied is not None:
+            return denied
+        key = user_key(app_id, user_id)
+
+        async def local() -> Response:
+            prefs = preferences.get(key)
+            body = {"app_id": app_id, "user_id": user_id, "preferences": prefs or {}}
+            return self.bytes(orjson.dumps(body), content_type="application/json")
+
+        return await routed(self, request, preferences.name, key, local)
+
+
+@app.page("/healthz")
+class Health(View):
+    async def get(self, request: Request) -> Response:
+        return self.bytes(orjson.dumps({"status": "ok"}), content_type="application/json")
+
+
+@app.page("/readyz")
+class Ready(View):
+    async def get(self, request: Request) -> Response:
+        """Ready once this worker has an assignment and its tables have recovered."""
+        recovered = app.tables.recovery.completed.is_set()
+        assigned = bool(app.assignor.assigned_actives()) if app.assignor else False
+        ready = recovered and assigned
+        return self.bytes(orjson.dumps({"ready": ready, "tables_recovered": recovered, "assigned": assigned}),
+                          status=200 if ready else 503, content_type="application/json")
+
+
+@app.page("/metrics")
+class Metrics(View):
+    async def get(self, request: Request) -> Response:
+        return self.bytes(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0])
