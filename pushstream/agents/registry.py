@@ -16,7 +16,7 @@ from pushstream.app import app, rt
 from pushstream.models import TokenClaims, UserEvents, decode
 from pushstream.rules import registry as rules
 from pushstream.rules.keys import partition_for, user_key
-from pushstream.tables import devices, preferences, token_owners
+from pushstream.tables import devices, preferences, table_key, token_owners
 
 
 class BatchView:
@@ -29,7 +29,7 @@ class BatchView:
     def get(self, key: str) -> Any:
         if key in self.changed:
             return self.changed[key]
-        return self.table.get(key)
+        return self.table.get(table_key(key))
 
     def set(self, key: str, value: Any) -> None:
         self.changed[key] = value
@@ -37,9 +37,9 @@ class BatchView:
     def write(self) -> None:
         for key, value in self.changed.items():
             if value is None:
-                self.table.pop(key, None)
+                self.table.pop(table_key(key), None)
             else:
-                self.table[key] = value
+                self.table[table_key(key)] = value
 
 
 def apply_user_events(events: list[dict[str, Any]], device_view: BatchView, pref_view: BatchView,

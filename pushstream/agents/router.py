@@ -22,7 +22,7 @@ from pushstream.providers.webpush.payload import MAX_PLAINTEXT_BYTES as WEBPUSH_
 from pushstream.rules.fanout import fan_out_user
 from pushstream.rules.keys import split_user_key, user_key
 from pushstream.rules.localization import localize, render_key
-from pushstream.tables import devices, partition_items, preferences, user_state
+from pushstream.tables import devices, partition_items, preferences, table_key, user_state
 
 settings = rt.settings
 DELIVERY_PARTITIONS = {
@@ -64,13 +64,13 @@ def route_intent(intent: IntentBatch, partition: int, outbox: Outbox, states: Ba
         users = ((split_user_key(k)[1], v) for k, v in partition_items(devices, partition)
                  if split_user_key(k)[0] == app_id)
     else:
-        users = ((u, devices.get(user_key(app_id, u))) for u in intent.user_ids or ())
+        users = ((u, devices.get(table_key(user_key(app_id, u)))) for u in intent.user_ids or ())
     for user_id, user_devices in users:
         if not user_devices:
             continue
         key = user_key(app_id, user_id)
         result = fan_out_user(
-            n, app_id, user_id, user_devices, preferences.get(key), states.get(key), now,
+            n, app_id, user_id, user_devices, preferences.get(table_key(key)), states.get(key), now,
             configured=lambda p: app_settings is not None and app_settings.platform_configured(p),
             render=render,
         )

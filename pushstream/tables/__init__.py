@@ -1,4 +1,4 @@
-"""Table declarations: RocksDB-backed, changelogged, keyed by `app_id/user_id` (raw UTF-8 key bytes).
+"""Table declarations: RocksDB-backed, changelogged, keyed by `app_id/user_id` as UTF-8 bytes.
 
 The key serializer must be raw: Faust's table router hashes the serialized key with murmur2, and the internal
 topics that feed these tables are partitioned by the same bytes (pushstream.rules.keys.partition_for).
@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import faust
 import orjson
 from faust.types import TableT
 
@@ -29,7 +28,8 @@ def _table(name: str, help_: str, partitions: int) -> TableT:
         name,
         default=None,
         partitions=partitions,
-        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+        # bytes keys make Faust pick the raw serializer for the changelog key (it derives it from key_type).
+        key_type=bytes,
         options=ROCKSDB_OPTIONS,
         help=help_,
     )
@@ -45,6 +45,11 @@ user_state = _table("user_state", "Per-user delivery memory: dedup and daily cou
 token_owners = _table(
     "token_owners", "Which user and device hold a token", rt.layout.partitions("pushstream.token-claims")
 )
+
+
+def table_key(key: str) -> bytes:
+    """Table keys are the UTF-8 bytes of the string key (see module docstring)."""
+    return key.encode("utf-8")
 
 
 def partition_items(table: TableT, partition: int) -> Iterator[tuple[str, Any]]:

@@ -18,7 +18,7 @@ from pushstream.app import app, rt
 from pushstream.metrics import REGISTRY
 from pushstream.rules.keys import user_key
 from pushstream.rules.registry import public_device
-from pushstream.tables import devices, preferences
+from pushstream.tables import devices, preferences, table_key
 
 ROUTED_HEADER = "X-Pushstream-Routed"
 
@@ -48,7 +48,7 @@ async def routed(view: View, request: Request, table_name: str, key: str,
     if request.headers.get(ROUTED_HEADER):
         return await local()
     try:
-        dest = app.router.key_store(table_name, key)
+        dest = app.router.key_store(table_name, table_key(key))
     except KeyError:
         return error(view, 503, "not_ready", "partition assignment is not known yet")
     try:
@@ -73,7 +73,7 @@ class UserDevices(View):
         key = user_key(app_id, user_id)
 
         async def local() -> Response:
-            found = devices.get(key) or {}
+            found = devices.get(table_key(key)) or {}
             body = {"app_id": app_id, "user_id": user_id,
                     "devices": [public_device(d) for d in sorted(found.values(), key=lambda d: d["device_id"])]}
             return self.bytes(orjson.dumps(body), content_type="application/json")
@@ -90,7 +90,7 @@ class UserPreferences(View):
         key = user_key(app_id, user_id)
 
         async def local() -> Response:
-            prefs = preferences.get(key)
+            prefs = preferences.get(table_key(key))
             body = {"app_id": app_id, "user_id": user_id, "preferences": prefs or {}}
             return self.bytes(orjson.dumps(body), content_type="application/json")
 

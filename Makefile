@@ -1,0 +1,40 @@
+# One command each: `make demo` runs the whole pipeline locally, `make test` installs and runs the tests.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+
+.PHONY: install test lint unit integration demo kafka-start kafka-stop clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+# Starts local Kafka if it is not running, runs lint and the whole suite, stops Kafka if it started it.
+test: install
+	VENV=$(VENV) scripts/run-tests
+
+lint: install
+	$(VENV)/bin/ruff check pushstream tests benchmarks
+	$(VENV)/bin/mypy pushstream
+
+unit: install
+	$(PY) -m pytest tests/unit -q
+
+integration: install
+	VENV=$(VENV) scripts/run-tests tests/integration
+
+demo: install
+	VENV=$(VENV) scripts/demo
+
+kafka-start:
+	scripts/kafka/ctl start
+
+kafka-stop:
+	scripts/kafka/ctl stop
+
+clean:
+	rm -rf $(VENV) var demo-run

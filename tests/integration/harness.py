@@ -1,0 +1,233 @@
+"""Real parts for integration tests: a deployment (config + topics on the local broker), faust worker
+processes started and killed like in production, and Kafka producers/consumers. Nothing here is a mock."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import yaml
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+
+ROOT = Path(__file__).resolve().parents[2]
+BROKER = os.environ.get("PUSHSTREAM_TEST_BROKER", "127.0.0.1:9092")
+BIN = Path(sys.executable).parent
+DEMO_KEY = "key-demo"
+OTHER_KEY = "key-other"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], Any], *, timeout: float, interval: float = 0.1, what: str = "condition") -> Any:
+    """Poll until ``condition()`` is truthy; fail with ``what`` at the deadline. Never a bare sleep."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class Deployment:
+    """One isolated pushstream deployment on the shared broker: its own topic prefix, config and topics."""
+
+    root: Path
+    prefix: str
+    config_path: Path
+    partitions: int
+    apps: dict[str, Any]
+
+    def topic(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PUSHSTREAM_")}
+        env["PUSHSTREAM_CONFIG"] = str(self.config_path)
+        return env
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(BIN / "pushstream"), *args], env=self.env(), cwd=self.root, text=True,
+                              capture_output=True, check=check, timeout=120)
+
+
+def make_deployment(root: Path, *, partitions: int = 4, apps: dict[str, Any] | None = None,
+                    apply: bool = True) -> Deployment:
+    """Write pushstream.yaml and a topics.yaml with ``partitions`` everywhere, then `pushstream topics apply`."""
+    root.mkdir(parents=True, exist_ok=True)
+    layout = yaml.safe_load((ROOT / "topics.yaml").read_text())
+    layout["user_partitions"] = partitions
+    for spec in layout["topics"].values():
+        if "partitions" in spec:
+            spec["partitions"] = partitions
+    (root / "topics.yaml").write_text(yaml.safe_dump(layout))
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    apps = apps if apps is not None else {"demo": {"api_keys": [DEMO_KEY]}, "other": {"api_keys": [OTHER_KEY]}}
+    config = {
+        "kafka": {"broker": f"kafka://{BROKER}", "topic_prefix": prefix, "topics_file": "topics.yaml"},
+        "web": {"port": 6066},
+        "apps": apps,
+        "pipeline": {"ingest_within_seconds": 0.02},
+    }
+    config_path = root / "pushstream.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    deployment = Deployment(root=root, prefix=prefix, config_path=config_path, partitions=partitions, apps=apps)
+    if apply:
+        deployment.cli("topics", "apply")
+    return deployment
+
+
+@dataclass
+class Worker:
+    """A real `faust worker` process of a deployment."""
+
+    deployment: Deployment
+    name: str
+    web_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def datadir(self) -> Path:
+        return self.deployment.root / f"data-{self.name}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.deployment.root / f"{self.name}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def start(self) -> Worker:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [str(BIN / "faust"), "--datadir", str(self.datadir), "-A", "pushstream.app", "worker", "-l", "info",
+             "--web-host", "127.0.0.1", "--web-port", str(self.web_port)],
+            env=self.deployment.env(), cwd=self.deployment.root, stdout=log, stderr=subprocess.STDOUT,
+        )
+        return self
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def ready(self) -> bool:
+        if not self.alive():
+            raise AssertionError(f"worker {self.name} exited:\n{self.log_tail()}")
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def wait_ready(self, timeout: float = 90) -> Worker:
+        try:
+            wait_for(self.ready, timeout=timeout, interval=0.2, what=f"worker {self.name} /readyz")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- {self.name} log ---\n{self.log_tail()}") from None
+        return self
+
+    def get(self, path: str, api_key: str | None = DEMO_KEY) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        return httpx.get(f"{self.url}{path}", headers=headers, timeout=10)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, no final commit, exactly like a crashed pod."""
+        if self.process is not None and self.alive():
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class Kafka:
+    """Produce like an external client (random partitions) and read topics from the beginning."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+        self.producer: AIOKafkaProducer | None = None
+
+    async def __aenter__(self) -> Kafka:
+        self.producer = AIOKafkaProducer(bootstrap_servers=BROKER, acks="all", linger_ms=5)
+        await self.producer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+
+    async def publish(self, topic: str, values: Iterable[Any], *, key: Callable[[Any], str | None] | None = None,
+                      seed: int = 7) -> int:
+        """Publish JSON values (bytes as they are) to random partitions, like a producer with its own partitioner."""
+        assert self.producer is not None
+        name = self.deployment.topic(topic)
+        partitions = sorted(await self.producer.partitions_for(name))
+        rng = random.Random(seed)
+        futures = []
+        for value in values:
+            raw = value if isinstance(value, bytes) else orjson.dumps(value)
+            raw_key = key(value) if key else None
+            futures.append(await self.producer.send(
+                name, raw, key=raw_key.encode() if raw_key else None, partition=rng.choice(partitions)))
+        await asyncio.gather(*futures)
+        return len(futures)
+
+    async def read(self, topic: str, *, until: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
+                   timeout: float = 60, settle: float = 0.0) -> list[ConsumerRecord[bytes, bytes]]:
+        """All records of a topic from the start, once ``until(records)`` holds (then ``settle`` more seconds
+        of reading, to catch records that should NOT be there)."""
+        consumer = AIOKafkaConsumer(self.deployment.topic(topic), bootstrap_servers=BROKER, group_id=None,
+                                    auto_offset_reset="earliest", enable_auto_commit=False)
+        await consumer.start()
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        try:
+            deadline = time.monotonic() + timeout
+            satisfied_at: float | None = None
+            while True:
+                batch = await consumer.getmany(timeout_ms=200)
+                for messages in batch.values():
+                    records.extend(messages)
+                now = time.monotonic()
+                if satisfied_at is None and until(records):
+                    satisfied_at = now
+                if satisfied_at is not None and now - satisfied_at >= settle:
+                    return records
+                if now > deadline:
+                    raise AssertionError(f"timed out reading {topic}: {len(records)} records")
+        finally:
+            await consumer.stop()
+
+    async def read_json(self, topic: str, *, until: Callable[[list[dict[str, Any]]], bool], timeout: float = 60,
+                        settle: float = 0.0) -> list[dict[str, Any]]:
+        records = await self.read(topic, until=lambda rs: until([orjson.loads(r.value) for r in rs]),
+                                  timeout=timeout, settle=settle)
+        return [orjson.loads(r.value) for r in records]
