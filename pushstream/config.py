@@ -80,7 +80,7 @@ class WebPushSettings:
 
 @dataclass(frozen=True)
 class AppSettings:
-    api_keys: tuple[str, ...] = ()
+    api_keys: tuple[str, ...] = field(default=(), repr=False)  # secrets: never in a repr or a log line
     apns: ApnsSettings | None = None
     fcm: FcmSettings | None = None
     webpush: WebPushSettings | None = None
@@ -155,7 +155,11 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
     if not config_path.is_file():
         raise ConfigError(f"config file not found: {config_path.resolve()} (set {ENV_CONFIG} to its path)")
     try:
-        raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+        text = config_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{config_path}: cannot read the config file: {exc}") from exc
+    try:
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{config_path}: not valid YAML: {exc}") from exc
     return settings_from_mapping(raw, base_dir=config_path.resolve().parent, env=env, source=str(config_path))
@@ -168,12 +172,19 @@ def settings_from_mapping(
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping")
     raw = dict(raw)
-    kafka = dict(raw.get("kafka") or {})
+    kafka = raw.get("kafka") or {}
+    if not isinstance(kafka, dict):
+        raise ConfigError(f"{source}: kafka: expected a mapping, got {type(kafka).__name__}")
+    kafka = dict(kafka)
     for var, key in ENV_KAFKA_OVERRIDES.items():
         if env and env.get(var):
             kafka[key] = env[var]
     raw["kafka"] = kafka
     settings = _build(Settings, raw, prefix="", ctx=_Ctx(base_dir, source))
+    for app_id in settings.apps:
+        # Keys of user tables and topics are "{app_id}/{user_id}" (pushstream.rules.keys.user_key).
+        if not app_id or "/" in app_id:
+            raise ConfigError(f"{source}: apps.{app_id}: an app id must be non-empty and without '/'")
     return dataclasses.replace(settings, base_dir=base_dir)
 
 
@@ -192,7 +203,7 @@ def _build(cls: type, data: Any, *, prefix: str, ctx: _Ctx) -> Any:
         raise ctx.error(where, f"expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in _INTERNAL_FIELDS}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(fields), key=str)
     if unknown:
         raise ctx.error(f"{prefix}{unknown[0]}", f"unknown key (known: {', '.join(sorted(fields))})")
     values: dict[str, Any] = {}
@@ -214,7 +225,7 @@ def _convert(tp: Any, value: Any, *, key: str, ctx: _Ctx, field_name: str) -> An
             return None
         (inner,) = [a for a in args if a is not type(None)]
         return _convert(inner, value, key=key, ctx=ctx, field_name=field_name)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _build(tp, value, prefix=f"{key}.", ctx=ctx)
     if origin is Literal:
         if value not in args:

@@ -58,20 +58,30 @@ def load_layout(path: Path) -> TopicLayout:
     """Parse and check topics.yaml."""
     if not path.is_file():
         raise ConfigError(f"topics file not found: {path}")
-    raw: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the topic layout: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
     unknown = set(raw) - {"user_partitions", "replication_factor", "topics"}
     if unknown:
-        raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}")
-    user_partitions = int(raw.get("user_partitions", 12))
-    replication = int(raw.get("replication_factor", 1))
+        raise ConfigError(f"{path}: unknown key {sorted(unknown, key=str)[0]!r}")
+    user_partitions = _positive_int(raw.get("user_partitions", 12), path, "user_partitions")
+    replication = _positive_int(raw.get("replication_factor", 1), path, "replication_factor")
+    topics_raw = raw.get("topics") or {}
+    if not isinstance(topics_raw, dict):
+        raise ConfigError(f"{path}: topics: expected a mapping of topic names to specs")
     topics: dict[str, TopicSpec] = {}
-    for name, spec in (raw.get("topics") or {}).items():
+    for name, spec in topics_raw.items():
         spec = spec or {}
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{path}: topics.{name}: expected a mapping")
         bad = set(spec) - _TOPIC_KEYS
         if bad:
             raise ConfigError(f"{path}: topics.{name}: unknown key {sorted(bad)[0]!r}")
         copartitioned = bool(spec.get("copartitioned", False))
-        partitions = int(spec.get("partitions", user_partitions))
+        partitions = _positive_int(spec.get("partitions", user_partitions), path, f"topics.{name}.partitions")
         if copartitioned and partitions != user_partitions:
             raise ConfigError(
                 f"{path}: topics.{name}: co-partitioned topics need {user_partitions} partitions, not {partitions}"
@@ -82,12 +92,26 @@ def load_layout(path: Path) -> TopicLayout:
         topics[name] = TopicSpec(
             name=name,
             partitions=partitions,
-            replication_factor=int(spec.get("replication_factor", replication)),
+            replication_factor=_positive_int(
+                spec.get("replication_factor", replication), path, f"topics.{name}.replication_factor"
+            ),
             cleanup_policy=policy,
-            retention_ms=int(spec["retention_ms"]) if "retention_ms" in spec else None,
+            retention_ms=_int(spec["retention_ms"], path, f"topics.{name}.retention_ms", minimum=-1)
+            if "retention_ms" in spec
+            else None,
             copartitioned=copartitioned,
         )
     return TopicLayout(user_partitions=user_partitions, replication_factor=replication, topics=topics)
+
+
+def _int(value: Any, path: Path, key: str, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{path}: {key}: expected an integer of at least {minimum}, got {value!r}")
+    return value
+
+
+def _positive_int(value: Any, path: Path, key: str) -> int:
+    return _int(value, path, key, minimum=1)
 
 
 def kafka_bootstrap(broker: str) -> str:

@@ -18,7 +18,7 @@ from pushstream.rules.keys import partition_for, user_key
 settings = rt.settings
 
 
-def plan(request: NotificationRequest, outbox: Outbox) -> None:
+def plan(request: NotificationRequest, origin: str, outbox: Outbox) -> None:
     """Add the intents of one validated request to the outbox."""
     notification = request.asdict()
     partitions = rt.layout.user_partitions
@@ -27,13 +27,13 @@ def plan(request: NotificationRequest, outbox: Outbox) -> None:
     if user_ids is None:
         # Segment and broadcast: every partition scans its own users.
         for partition in range(partitions):
-            outbox.add(intents, IntentBatch(notification=notification, broadcast=True), key=key, partition=partition)
+            outbox.add(intents, IntentBatch(notification=notification, broadcast=True, origin=origin), key=key, partition=partition)
         return
     by_partition: dict[int, list[str]] = {}
     for user_id in user_ids:
         by_partition.setdefault(partition_for(user_key(request.app_id, user_id), partitions), []).append(user_id)
     for partition, users in by_partition.items():
-        outbox.add(intents, IntentBatch(notification=notification, user_ids=users), key=key, partition=partition)
+        outbox.add(intents, IntentBatch(notification=notification, user_ids=users, origin=origin), key=key, partition=partition)
 
 
 def plan_batch(events: list[EventT], outbox: Outbox) -> None:
@@ -44,7 +44,8 @@ def plan_batch(events: list[EventT], outbox: Outbox) -> None:
             if request.send_at is not None:
                 # Scheduling lands with the scheduler; until then a future send_at is kept, not sent early.
                 raise Invalid("scheduling_not_supported", "send_at is not supported yet; redrive later")
-            plan(request, outbox)
+            message = event.message
+            plan(request, f"{message.topic}:{message.partition}:{message.offset}", outbox)
         except Invalid as error:
             outbox.dead_letter(event, error, "notification")
         except Exception as error:  # never crash on input

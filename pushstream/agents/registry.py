@@ -85,6 +85,7 @@ async def registry(stream: StreamT) -> None:
             await outbox.flush()
             device_view.write()
             pref_view.write()
+            await app.producer.flush()
 
 
 def owner_changes(claims: list[dict[str, Any]], owners: BatchView) -> list[dict[str, Any]]:
@@ -120,3 +121,4 @@ async def token_ownership(stream: StreamT) -> None:
             outbox.add(user_events, UserEvents(events=items), key=f"user-events/{partition}", partition=partition)
         await outbox.flush()
         owners.write()
+        await app.producer.flush()

@@ -73,6 +73,7 @@ def route_intent(intent: IntentBatch, partition: int, outbox: Outbox, states: Ba
             n, app_id, user_id, user_devices, preferences.get(table_key(key)), states.get(key), now,
             configured=lambda p: app_settings is not None and app_settings.platform_configured(p),
             render=render,
+            origin=intent.origin,
         )
         for platform, items in result.deliveries.items():
             batches.setdefault(platform, []).extend(items)
@@ -109,3 +110,5 @@ async def router(stream: StreamT) -> None:
             # a crash in between repeats the fan-out (dedup cannot hide a delivery that was never written).
             await outbox.flush()
             states.write()
+            # The memory must be durable before the intent is acked, or a crash re-delivers it.
+            await app.producer.flush()

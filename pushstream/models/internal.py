@@ -31,6 +31,8 @@ class IntentBatch(faust.Record, include_metadata=False):
     notification: dict
     user_ids: Optional[list] = None
     broadcast: bool = False
+    # The request record this intent was planned from (topic:partition:offset): replays carry the same origin.
+    origin: Optional[str] = None
 
 
 class DeliveryBatch(faust.Record, include_metadata=False):

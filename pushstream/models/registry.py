@@ -4,6 +4,7 @@ import base64
 import binascii
 import ipaddress
 import re
+import socket
 import zoneinfo
 from fnmatch import fnmatchcase
 from typing import Any, Optional
@@ -70,7 +71,7 @@ def _timezone(value: Any) -> Optional[str]:
         return None
     try:
         zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError, OSError):
         raise Invalid("bad_field", f"'timezone' {value!r} is not an IANA time zone") from None
     return str(value)
 
@@ -94,8 +95,17 @@ def endpoint_allowed(host: str, allowed: tuple[str, ...]) -> bool:
         ip = ipaddress.ip_address(host)
     except ValueError:
         ip = None
-    if ip is not None or host == "localhost":
-        private = ip is None or ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved
+    # Names that resolve to loopback by definition, and IPv4 literals in the legacy forms the resolver still
+    # accepts ("127.1", "2130706433", "0x7f.0.0.1"), are treated like private addresses.
+    special = host.rstrip(".") == "localhost" or host.endswith((".localhost", ".localhost."))
+    if ip is None and not special:
+        try:
+            socket.inet_aton(host)
+            special = True
+        except (OSError, ValueError):
+            pass
+    if ip is not None or special:
+        private = ip is None or not ip.is_global or ip.is_multicast
         if private:
             return host in {a.lower().strip("[]") for a in allowed}
     return any(fnmatchcase(host, pattern.lower()) for pattern in allowed)
@@ -108,7 +118,11 @@ def _subscription(value: Any, app: AppSettings) -> dict[str, Any]:
     keys = value.get("keys")
     if not isinstance(endpoint, str) or len(endpoint) > 2048:
         raise Invalid("bad_subscription", "'subscription.endpoint' must be a URL")
-    url = urlsplit(endpoint)
+    try:
+        url = urlsplit(endpoint)
+        url.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        raise Invalid("bad_subscription", "'subscription.endpoint' is not a valid URL") from None
     if url.scheme not in ("https", "http") or not url.hostname:
         raise Invalid("bad_subscription", "'subscription.endpoint' must be an https URL")
     allowed = app.webpush.allowed_endpoint_hosts if app.webpush else ()
@@ -140,15 +154,17 @@ def parse_device_event(data: dict[str, Any], settings: Settings) -> DeviceEvent:
         subscription = _subscription(data.get("subscription"), app)
     else:
         token = f.text("token", max_len=4096)
-        if platform == "apns" and (not _HEX.match(token) or len(token) % 2 or not 16 <= len(token) <= 400):
+        if platform == "apns" and (
+            not _HEX.fullmatch(token) or len(token) % 2 or not 16 <= len(token) <= 400
+        ):
             raise Invalid("bad_token", "an APNs token is an even number of hex digits")
         if platform == "fcm" and not token.isprintable():
             raise Invalid("bad_token", "an FCM token must be printable")
     locale = f.text("locale", required=False, max_len=35)
-    if locale is not None and not _LOCALE.match(locale):
+    if locale is not None and not _LOCALE.fullmatch(locale):
         raise Invalid("bad_field", f"'locale' {locale!r} is not a language tag")
     app_version = f.text("app_version", required=False, max_len=64)
-    if app_version is not None and not _VERSION.match(app_version):
+    if app_version is not None and not _VERSION.fullmatch(app_version):
         raise Invalid("bad_field", f"'app_version' {app_version!r} is not a dotted version")
     return DeviceEvent(
         type=kind,
@@ -183,7 +199,9 @@ def parse_preference_event(data: dict[str, Any], settings: Settings) -> Preferen
         raise Invalid("missing_field", "a preference event must name at least one preference")
     quiet = f.mapping("quiet_hours")
     if quiet is not None:
-        if set(quiet) != {"start", "end"} or not all(isinstance(quiet[k], str) and _HHMM.match(quiet[k]) for k in quiet):
+        if set(quiet) != {"start", "end"} or not all(
+            isinstance(quiet[k], str) and _HHMM.fullmatch(quiet[k]) for k in quiet
+        ):
             raise Invalid("bad_field", "'quiet_hours' must be {\"start\": \"HH:MM\", \"end\": \"HH:MM\"}")
     caps = f.mapping("max_per_day")
     if caps is not None and not all(

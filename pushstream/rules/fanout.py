@@ -32,8 +32,13 @@ def fan_out_user(
     now: dt.datetime,
     configured: Callable[[str], bool],
     render: Renderer,
+    origin: str | None = None,
 ) -> UserFanOut:
+    """``origin`` names the request record being processed. When the user already got the notification from
+    that very record, this is a replay after a crash: it produces nothing, not even duplicate statuses."""
     result = UserFanOut()
+    if origin is not None and preferences.sent_origin(state, notification["id"]) == origin:
+        return result
     delivered_zone: dt.tzinfo | None = None
     duplicate = False
     for device_id, device in devices.items():
@@ -66,5 +71,5 @@ def fan_out_user(
     if not duplicate and (final or result.deliveries):
         day = preferences.day_bucket(delivered_zone, now) if delivered_zone else None
         channel = notification["channel"] if result.deliveries else None
-        result.state = preferences.record_sent(state, notification["id"], channel, day, now.timestamp())
+        result.state = preferences.record_sent(state, notification["id"], channel, day, now.timestamp(), origin)
     return result

@@ -23,7 +23,7 @@ def user_zone(prefs: dict[str, Any] | None, device_tz: str | None) -> dt.tzinfo:
     if name:
         try:
             return zoneinfo.ZoneInfo(name)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError, OSError):
             pass
     return dt.UTC
 
@@ -48,7 +48,12 @@ def quiet_hours_end(prefs: dict[str, Any] | None, zone: dt.tzinfo, now: dt.datet
         return None
     end_day = local.date() if t < end else local.date() + dt.timedelta(days=1)
     # Built from wall-clock parts so a DST change between now and the end is resolved by the zone.
-    return dt.datetime.combine(end_day, end, tzinfo=zone).astimezone(dt.UTC)
+    until = dt.datetime.combine(end_day, end, tzinfo=zone).astimezone(dt.UTC)
+    if until <= now:
+        # The end falls in the hour repeated when clocks go back and ``now`` is already in its second pass:
+        # the end that lies ahead is the second occurrence of that wall-clock time.
+        until = dt.datetime.combine(end_day, end, tzinfo=zone).replace(fold=1).astimezone(dt.UTC)
+    return until
 
 
 def day_bucket(zone: dt.tzinfo, now: dt.datetime) -> str:
@@ -67,8 +72,14 @@ def already_sent(state: dict[str, Any] | None, notification_id: str) -> bool:
     return notification_id in (state or {}).get("sent", {})
 
 
+def sent_origin(state: dict[str, Any] | None, notification_id: str) -> str | None:
+    """Which request record (topic:partition:offset) first reached this user with the notification id."""
+    return (state or {}).get("origins", {}).get(notification_id)
+
+
 def record_sent(
-    state: dict[str, Any] | None, notification_id: str, channel: str | None, day: str | None, now: float
+    state: dict[str, Any] | None, notification_id: str, channel: str | None, day: str | None, now: float,
+    origin: str | None = None,
 ) -> dict[str, Any]:
     """Remember that a notification reached this user (for dedup) and count it against the day's cap.
 
@@ -85,4 +96,7 @@ def record_sent(
         counts.setdefault(day, {})
         counts[day][channel] = counts[day].get(channel, 0) + 1
     counts = dict(sorted(counts.items())[-COUNT_DAYS_KEPT:])
-    return {"sent": sent, "counts": counts}
+    origins = {nid: o for nid, o in state.get("origins", {}).items() if nid in sent}
+    if origin is not None:
+        origins[notification_id] = origin
+    return {"sent": sent, "counts": counts, "origins": origins}

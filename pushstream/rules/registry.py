@@ -1,5 +1,6 @@
 """Device registry and preference state transitions for one user."""
 
+import copy
 from typing import Any
 
 from pushstream.rules.keys import token_fingerprint
@@ -71,10 +72,11 @@ _PREFERENCE_DEFAULTS: dict[str, Any] = {
 
 def merge_preferences(current: dict[str, Any] | None, event: dict[str, Any], at: str) -> dict[str, Any]:
     """A preference event replaces the fields it names and leaves the others; null clears a field."""
-    merged = dict(_PREFERENCE_DEFAULTS) if current is None else dict(current)
+    merged = copy.deepcopy(_PREFERENCE_DEFAULTS) if current is None else dict(current)
     for name in event["fields"]:
         value = event.get(name)
-        merged[name] = _PREFERENCE_DEFAULTS[name] if value is None else value
+        # A copy of the default: the module-level dicts must never be shared with (and mutated via) a user.
+        merged[name] = copy.deepcopy(_PREFERENCE_DEFAULTS[name]) if value is None else value
     merged["updated_at"] = at
     return merged
 
