@@ -125,7 +125,9 @@ class Drift:
     problem: str
 
 
-async def apply_topics(settings: Settings, layout: TopicLayout, *, dry_run: bool = False) -> tuple[list[str], list[Drift]]:
+async def apply_topics(
+    settings: Settings, layout: TopicLayout, *, dry_run: bool = False
+) -> tuple[list[str], list[Drift]]:
     """Create the missing topics; return (created, drift). Existing topics are never modified."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType

@@ -14,7 +14,7 @@ import faust
 from faust.types import EventT, StreamT
 
 from pushstream import metrics
-from pushstream.agents.io import Outbox, message_time, preferences_in, devices_in, user_events
+from pushstream.agents.io import Outbox, devices_in, event_batches, message_time, preferences_in, user_events
 from pushstream.app import app, rt
 from pushstream.models import UserEvents
 from pushstream.models.base import Invalid, iso, load_json_object
@@ -48,7 +48,7 @@ def rekey_batch(events: list[EventT], kind: str, parse: Parser, outbox: Outbox) 
 
 def _ingest_agent(source: faust.TopicT, kind: str, parse: Parser) -> None:
     async def ingest(stream: StreamT) -> None:
-        async for events in stream.take_events(pipeline.ingest_batch, within=pipeline.ingest_within_seconds):
+        async for events in event_batches(stream, pipeline.ingest_batch, pipeline.ingest_within_seconds):
             with metrics.batch_seconds.labels(f"ingest-{kind}").time():
                 metrics.records_in.labels(kind).inc(len(events))
                 outbox = Outbox()

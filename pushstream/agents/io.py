@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Iterable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from typing import Any, cast
 
 import faust
-from faust.types import EventT
+from faust.types import EventT, StreamT
 
 from pushstream import metrics
 from pushstream.app import app, rt
@@ -74,6 +74,16 @@ class Outbox:
         self._pending.clear()
         if acks:
             await asyncio.gather(*acks)
+
+
+def event_batches(stream: StreamT, size: int, within: float) -> AsyncIterator[Sequence[EventT]]:
+    """Batches of events (with their messages, for dead letters) from a stream of any partitions.
+
+    Only for agents that write no table: a batch mixes partitions, and a table write goes to the changelog
+    partition of the current event.
+    """
+    concrete: Any = stream  # take_events lives on the concrete Stream; StreamT does not declare it
+    return cast(AsyncIterator[Sequence[EventT]], concrete.take_events(size, within=within))
 
 
 def message_time(event: EventT) -> float:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from faust.types import EventT, StreamT
 
 from pushstream import metrics
-from pushstream.agents.io import Outbox, intents, message_time, notifications_in
+from pushstream.agents.io import Outbox, event_batches, intents, message_time, notifications_in
 from pushstream.app import app, rt
 from pushstream.models import IntentBatch, NotificationRequest
 from pushstream.models.base import Invalid, load_json_object
@@ -27,13 +27,15 @@ def plan(request: NotificationRequest, origin: str, outbox: Outbox) -> None:
     if user_ids is None:
         # Segment and broadcast: every partition scans its own users.
         for partition in range(partitions):
-            outbox.add(intents, IntentBatch(notification=notification, broadcast=True, origin=origin), key=key, partition=partition)
+            intent = IntentBatch(notification=notification, broadcast=True, origin=origin)
+            outbox.add(intents, intent, key=key, partition=partition)
         return
     by_partition: dict[int, list[str]] = {}
     for user_id in user_ids:
         by_partition.setdefault(partition_for(user_key(request.app_id, user_id), partitions), []).append(user_id)
     for partition, users in by_partition.items():
-        outbox.add(intents, IntentBatch(notification=notification, user_ids=users, origin=origin), key=key, partition=partition)
+        intent = IntentBatch(notification=notification, user_ids=users, origin=origin)
+        outbox.add(intents, intent, key=key, partition=partition)
 
 
 def plan_batch(events: list[EventT], outbox: Outbox) -> None:
@@ -55,7 +57,7 @@ def plan_batch(events: list[EventT], outbox: Outbox) -> None:
 @app.agent(notifications_in, name="pushstream.planner")
 async def planner(stream: StreamT) -> None:
     pipeline = settings.pipeline
-    async for events in stream.take_events(pipeline.ingest_batch, within=pipeline.ingest_within_seconds):
+    async for events in event_batches(stream, pipeline.ingest_batch, pipeline.ingest_within_seconds):
         with metrics.batch_seconds.labels("planner").time():
             metrics.records_in.labels("notification").inc(len(events))
             outbox = Outbox()

@@ -25,10 +25,7 @@ from pushstream.rules.localization import localize, render_key
 from pushstream.tables import devices, partition_items, preferences, table_key, user_state
 
 settings = rt.settings
-DELIVERY_PARTITIONS = {
-    (platform, lane): rt.layout.partitions(f"pushstream.deliveries.{platform}" + ("" if lane == "transactional" else ".bulk"))
-    for platform, lane in deliveries
-}
+DELIVERY_PARTITIONS = {(platform, lane): to.partitions or 1 for (platform, lane), to in deliveries.items()}
 PAYLOAD_LIMITS = {"apns": APNS_MAX, "fcm": FCM_MAX, "webpush": WEBPUSH_MAX}
 
 

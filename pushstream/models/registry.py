@@ -198,11 +198,11 @@ def parse_preference_event(data: dict[str, Any], settings: Settings) -> Preferen
     if not named:
         raise Invalid("missing_field", "a preference event must name at least one preference")
     quiet = f.mapping("quiet_hours")
-    if quiet is not None:
-        if set(quiet) != {"start", "end"} or not all(
-            isinstance(quiet[k], str) and _HHMM.fullmatch(quiet[k]) for k in quiet
-        ):
-            raise Invalid("bad_field", "'quiet_hours' must be {\"start\": \"HH:MM\", \"end\": \"HH:MM\"}")
+    if quiet is not None and (
+        set(quiet) != {"start", "end"}
+        or not all(isinstance(quiet[k], str) and _HHMM.fullmatch(quiet[k]) for k in quiet)
+    ):
+        raise Invalid("bad_field", "'quiet_hours' must be {\"start\": \"HH:MM\", \"end\": \"HH:MM\"}")
     caps = f.mapping("max_per_day")
     if caps is not None and not all(
         isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 10_000 for v in caps.values()

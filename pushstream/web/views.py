@@ -42,6 +42,10 @@ def authorize(view: View, request: Request, app_id: str) -> Response | None:
     return None
 
 
+def _ident(url: Any) -> tuple[str, int]:
+    return (url.host or "", int(url.port or 80))
+
+
 async def routed(view: View, request: Request, table_name: str, key: str,
                  local: Callable[[], Awaitable[Response]]) -> Response:
     """Answer from this worker if it owns the key's partition, else forward to the owner once."""
@@ -52,7 +56,7 @@ async def routed(view: View, request: Request, table_name: str, key: str,
     except KeyError:
         return error(view, 503, "not_ready", "partition assignment is not known yet")
     try:
-        if app.router._urlident(dest) == app.router._urlident(app.conf.canonical_url):
+        if _ident(dest) == _ident(app.conf.canonical_url):
             raise SameNode()
         routed_url = request.url.with_host(dest.host or "127.0.0.1").with_port(int(dest.port or 80))
         headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "accept")}
@@ -107,7 +111,8 @@ class Health(View):
 class Ready(View):
     async def get(self, request: Request) -> Response:
         """Ready once this worker has an assignment and its tables have recovered."""
-        recovered = app.tables.recovery.completed.is_set()
+        tables: Any = app.tables  # the concrete TableManager has the recovery service; its type stub does not
+        recovered = tables.recovery.completed.is_set()
         assigned = bool(app.assignor.assigned_actives()) if app.assignor else False
         ready = recovered and assigned
         return self.bytes(orjson.dumps({"ready": ready, "tables_recovered": recovered, "assigned": assigned}),

@@ -1,0 +1,106 @@
+"""APNs answers → verdicts: one table, rows from Apple's "Handling notification responses" page.
+
+APNs sends no Retry-After; a RETRY verdict here carries no delay and the agent's backoff decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from pushstream.providers.outcome import (
+    LOCAL_BAD_ADDRESS,
+    LOCAL_BAD_PAYLOAD,
+    LOCAL_EXPIRED,
+    LOCAL_PAYLOAD_TOO_LARGE,
+    TRANSPORT_CONNECT_FAILED,
+    TRANSPORT_CONNECTION_LOST,
+    TRANSPORT_ERROR,
+    TRANSPORT_TIMEOUT,
+    TRANSPORT_UNPROCESSED,
+    Action,
+    Rule,
+    Verdict,
+    rule_by_http_class,
+    verdict_from_rule,
+)
+
+_DELIVERED = Rule(Action.DELIVERED)
+_INVALID = Rule(Action.INVALID_TOKEN)
+_FAILED = Rule(Action.FAILED)
+_RETRY = Rule(Action.RETRY)
+_RECONNECT = Rule(Action.RETRY, reconnect=True)
+_REAUTH = Rule(Action.REAUTH)
+_FATAL = Rule(Action.FATAL_CONFIG)
+
+# (HTTP status, reason) → rule. Status 0 = no HTTP answer: a transport failure or a local check, by kind.
+APNS_ANSWERS: Mapping[tuple[int, str], Rule] = MappingProxyType(
+    {
+        (200, ""): _DELIVERED,
+        # The token is dead for this environment/topic (BadDeviceToken also = sandbox token sent to prod).
+        (400, "BadDeviceToken"): _INVALID,
+        (400, "DeviceTokenNotForTopic"): _INVALID,
+        # Our request was malformed: a sender bug, retrying cannot help.
+        (400, "BadCollapseId"): _FAILED,
+        (400, "BadExpirationDate"): _FAILED,
+        (400, "BadMessageId"): _FAILED,
+        (400, "BadPriority"): _FAILED,
+        (400, "BadTopic"): _FAILED,
+        (400, "DuplicateHeaders"): _FAILED,
+        (400, "InvalidPushType"): _FAILED,
+        (400, "MissingDeviceToken"): _FAILED,
+        (400, "MissingTopic"): _FAILED,
+        (400, "PayloadEmpty"): _FAILED,
+        (400, "TopicDisallowed"): _FAILED,
+        (404, "BadPath"): _FAILED,
+        (405, "MethodNotAllowed"): _FAILED,
+        (413, "PayloadTooLarge"): _FAILED,
+        # The connection went idle on Apple's side: reconnect and resend (handling unverified upstream).
+        (400, "IdleTimeout"): _RECONNECT,
+        # Provider JWT: expired → sign a new one; wrong key/team/environment → a configuration problem.
+        (403, "ExpiredProviderToken"): _REAUTH,
+        (403, "InvalidProviderToken"): _FATAL,
+        (403, "MissingProviderToken"): _FATAL,
+        (403, "BadCertificate"): _FATAL,
+        (403, "BadCertificateEnvironment"): _FATAL,
+        (403, "BadEnvironmentKeyIdInToken"): _FATAL,
+        # A connection is bound to the key of its first push: open a new one for this key.
+        (403, "UnrelatedKeyIdInToken"): _RECONNECT,
+        (403, "Forbidden"): _FAILED,  # Apple: "Don't retry … Forbidden"
+        (410, "Unregistered"): _INVALID,
+        (410, "ExpiredToken"): _INVALID,
+        (429, "TooManyRequests"): _RETRY,  # too many pushes to this one device token
+        (429, "TooManyProviderTokenUpdates"): _RETRY,  # keep the current JWT; the client re-signs rarely
+        (500, "InternalServerError"): _RETRY,
+        (503, "ServiceUnavailable"): _RETRY,
+        (503, "Shutdown"): _RECONNECT,  # the server is going away: new connection
+        # No answer at all.
+        (0, TRANSPORT_TIMEOUT): _RECONNECT,
+        (0, TRANSPORT_CONNECT_FAILED): _RETRY,
+        (0, TRANSPORT_CONNECTION_LOST): _RETRY,
+        (0, TRANSPORT_UNPROCESSED): _RETRY,
+        (0, TRANSPORT_ERROR): _RECONNECT,
+        (0, LOCAL_PAYLOAD_TOO_LARGE): _FAILED,  # over 4096 bytes: APNs would answer 413
+        (0, LOCAL_BAD_ADDRESS): _FAILED,
+        (0, LOCAL_BAD_PAYLOAD): _FAILED,
+        (0, LOCAL_EXPIRED): _FAILED,
+    }
+)
+
+
+def apns_rule(status: int, reason: str | None) -> Rule:
+    """The table row for an answer; unknown reasons fall back to the HTTP class of the status."""
+    return APNS_ANSWERS.get((status, reason or "")) or rule_by_http_class(status)
+
+
+def classify_apns_answer(status: int, reason: str | None = None, timestamp_ms: int | None = None) -> Verdict:
+    """Classify one APNs response (``:status`` and the body's ``reason``/``timestamp``)."""
+    detail = f"unregistered_at_ms={timestamp_ms}" if timestamp_ms is not None else None
+    return verdict_from_rule(apns_rule(status, reason), reason=reason or None, provider_status=status,
+                             detail=detail)
+
+
+def classify_apns_no_answer(kind: str, detail: str | None = None) -> Verdict:
+    """Classify a send without an HTTP answer: outcome.TRANSPORT_KINDS or outcome.LOCAL_KINDS."""
+    rule = APNS_ANSWERS.get((0, kind), APNS_ANSWERS[(0, TRANSPORT_ERROR)])
+    return verdict_from_rule(rule, reason=kind, provider_status=None, detail=detail)

@@ -1,0 +1,192 @@
+"""What a provider answer means for pushstream: the vocabulary every sender and agent shares.
+
+A sender turns each device of a `DeliveryBatch` into exactly one `Verdict`; the agents decide from its
+`Action` whether to write a status, deactivate a device, schedule a retry or dead-letter.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from pushstream.models.internal import DeliveryBatch
+
+
+class Action(StrEnum):
+    """What to do next with one device of one notification."""
+
+    DELIVERED = "delivered"  # the provider accepted it
+    INVALID_TOKEN = "invalid_token"  # the token/subscription is dead: deactivate the device, no retry
+    FAILED = "failed"  # permanent for this message (a sender or payload problem): dead-letter, no retry
+    RETRY = "retry"  # transient: retry later, no earlier than `retry_after` when given
+    REAUTH = "reauth"  # our credentials were stale and are being renewed: retry soon
+    FATAL_CONFIG = "fatal_config"  # our credentials/config are wrong: alert and dead-letter until fixed
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome of sending one item.
+
+    ``reason`` is the provider's own code when it gave one (``Unregistered``, ``UNREGISTERED``), else a
+    pushstream code (``timeout``, ``payload_too_large``, ``http_599``). ``retry_after`` is in seconds.
+    """
+
+    action: Action
+    reason: str | None = None
+    provider_status: int | None = None
+    retry_after: float | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One row of a provider's classification table.
+
+    ``min_retry_after`` is the delay to use when the provider sent no Retry-After (e.g. FCM's "wait at
+    least a minute" on quota errors); ``reconnect`` tells the client the connection itself is bad.
+    """
+
+    action: Action
+    min_retry_after: float | None = None
+    reconnect: bool = False
+
+
+# Transport failures: no HTTP answer at all. Keys are shared by the three providers' tables.
+TRANSPORT_TIMEOUT = "timeout"  # the deadline passed without an answer (ambiguous: may have been delivered)
+TRANSPORT_CONNECT_FAILED = "connect_failed"  # never reached the provider
+TRANSPORT_CONNECTION_LOST = "connection_lost"  # reset/closed mid-request (ambiguous)
+TRANSPORT_UNPROCESSED = "goaway_unprocessed"  # HTTP/2 GOAWAY above last_stream_id: provably not processed
+TRANSPORT_ERROR = "transport_error"  # any other client-side I/O error
+TRANSPORT_KINDS = (
+    TRANSPORT_TIMEOUT,
+    TRANSPORT_CONNECT_FAILED,
+    TRANSPORT_CONNECTION_LOST,
+    TRANSPORT_UNPROCESSED,
+    TRANSPORT_ERROR,
+)
+# Checks a sender makes before any network call; nothing was sent.
+LOCAL_PAYLOAD_TOO_LARGE = "payload_too_large"
+LOCAL_BAD_ADDRESS = "bad_address"  # the item has no usable token / subscription
+LOCAL_BAD_PAYLOAD = "bad_payload"  # the item's payload is missing or not a JSON object
+LOCAL_EXPIRED = "expired"  # batch.expires_at passed before the send
+LOCAL_KINDS = (LOCAL_PAYLOAD_TOO_LARGE, LOCAL_BAD_ADDRESS, LOCAL_BAD_PAYLOAD, LOCAL_EXPIRED)
+
+
+def verdict_from_rule(
+    rule: Rule,
+    *,
+    reason: str | None,
+    provider_status: int | None,
+    retry_after: float | None = None,
+    detail: str | None = None,
+) -> Verdict:
+    """A verdict for a matched rule; a provider's Retry-After wins over the rule's minimum only if longer."""
+    delay = None
+    if rule.action is Action.RETRY or rule.action is Action.REAUTH:
+        candidates = [d for d in (retry_after, rule.min_retry_after) if d is not None]
+        delay = max(candidates) if candidates else None
+    return Verdict(rule.action, reason, provider_status, delay, detail)
+
+
+def rule_by_http_class(status: int) -> Rule:
+    """The rule for an answer no table row names: 5xx and 429 retry, other 4xx fail, 2xx delivered."""
+    if 200 <= status < 300:
+        return Rule(Action.DELIVERED)
+    if status >= 500 or status == 429:
+        return Rule(Action.RETRY)
+    return Rule(Action.FAILED)
+
+
+def parse_retry_after(value: str | float | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After value: delta seconds or an HTTP-date (RFC 9110 §10.2.3).
+
+    Unparseable values give None (use your own backoff); dates in the past give 0.
+    """
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return max(0.0, float(value))
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # HTTP-dates are GMT by definition
+        return None
+    now = time.time() if now is None else now
+    return max(0.0, when.timestamp() - now)
+
+
+@dataclass
+class SendCounters:
+    """Counters a sender keeps for metrics: requests put on the wire and verdicts by action and reason."""
+
+    sent: int = 0  # requests written to the provider (resends included)
+    resent: int = 0  # in-batch resends (GOAWAY-unprocessed, reconnect reasons, re-auth)
+    reconnects: int = 0  # connection pools/clients recreated after a stuck or bad connection
+    auth_refreshes: int = 0  # tokens/JWTs/VAPID headers signed or fetched
+    actions: Counter[str] = field(default_factory=Counter)
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    def record(self, verdict: Verdict) -> None:
+        """Count one final verdict."""
+        self.actions[verdict.action.value] += 1
+        if verdict.reason:
+            self.reasons[verdict.reason] += 1
+
+    def snapshot(self) -> Mapping[str, int]:
+        """A flat copy for a metrics exporter: ``sent``, ``action.<name>``, ``reason.<code>`` …"""
+        flat = {
+            "sent": self.sent,
+            "resent": self.resent,
+            "reconnects": self.reconnects,
+            "auth_refreshes": self.auth_refreshes,
+        }
+        flat.update({f"action.{k}": v for k, v in self.actions.items()})
+        flat.update({f"reason.{k}": v for k, v in self.reasons.items()})
+        return flat
+
+
+@runtime_checkable
+class Sender(Protocol):
+    """A provider client as the sender agents use it.
+
+    ``send_batch`` returns one verdict per item of the batch, in item order. It never raises for a
+    per-item problem (bad token, timeout, provider error) and never hangs: every send has a deadline.
+    Cancelling it cancels the in-flight sends.
+    """
+
+    platform: str
+    counters: SendCounters
+
+    async def start(self) -> None:
+        """Open pools and load credentials; raises on unusable configuration (missing/bad key)."""
+        ...
+
+    async def send_batch(self, batch: DeliveryBatch) -> list[Verdict]:
+        """Send every item of the batch concurrently and classify each answer."""
+        ...
+
+    async def close(self) -> None:
+        """Close connections; the sender cannot be used afterwards."""
+        ...
+
+
+def remaining_ttl(expires_at: float | None, now: float | None = None) -> int | None:
+    """Whole seconds until ``expires_at`` (None when the notification never expires); 0 or less is expired."""
+    if expires_at is None:
+        return None
+    now = time.time() if now is None else now
+    return int(expires_at) - int(now)

@@ -1,0 +1,1 @@
+"""Test and development support shipped with pushstream (fake push providers)."""
