@@ -105,6 +105,11 @@ class PipelineSettings:
     ingest_batch: int = 1000
     ingest_within_seconds: float = 0.05
     delivery_chunk: int = 500
+    # Delivery batches a sender agent takes at once (each up to delivery_chunk devices), sent concurrently.
+    sender_batches: int = 8
+    max_attempts: int = 5
+    retry_base_seconds: float = 2.0
+    retry_max_seconds: float = 900.0
 
 
 @dataclass(frozen=True)

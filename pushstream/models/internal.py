@@ -50,3 +50,5 @@ class DeliveryBatch(faust.Record, include_metadata=False):
     expires_at: Optional[float] = None
     collapse_key: Optional[str] = None
     attempt: int = 1
+    # Retries only: not to be sent before this epoch second (backoff or the provider's Retry-After).
+    not_before: Optional[float] = None

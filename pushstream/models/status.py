@@ -32,3 +32,5 @@ class StatusEvent(faust.Record, include_metadata=False):
     reason: Optional[str] = None
     provider_status: Optional[int] = None
     attempt: int = 1
+    # Added field: which token the outcome is about, so feedback never deactivates a re-registered device.
+    token_fingerprint: Optional[str] = None

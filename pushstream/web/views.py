@@ -6,6 +6,7 @@ routing is done here with the app's router, on the same key bytes the tables use
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,8 +15,12 @@ from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from pushstream.agents.io import devices_in, notifications_in
 from pushstream.app import app, rt
 from pushstream.metrics import REGISTRY
+from pushstream.models.base import Invalid, load_json_object
+from pushstream.models.notifications import parse_notification
+from pushstream.models.registry import parse_device_event
 from pushstream.rules.keys import user_key
 from pushstream.rules.registry import public_device
 from pushstream.tables import devices, preferences, table_key
@@ -99,6 +104,44 @@ class UserPreferences(View):
             return self.bytes(orjson.dumps(body), content_type="application/json")
 
         return await routed(self, request, preferences.name, key, local)
+
+
+async def accept(view: View, request: Request, app_id: str, kind: str) -> Response:
+    """Validate a posted event for this app and answer 202 only once the broker has acked it."""
+    denied = authorize(view, request, app_id)
+    if denied is not None:
+        return denied
+    settings = rt.settings
+    raw = await request.read()
+    try:
+        data = load_json_object(raw, max_bytes=settings.limits.max_record_bytes)
+        if data.setdefault("app_id", app_id) != app_id:
+            raise Invalid("bad_field", "'app_id' in the body differs from the URL")
+        if kind == "notification":
+            record: Any = parse_notification(data, settings, received_at=time.time())
+            key, to = record.id, notifications_in
+        else:
+            record = parse_device_event(data, settings)
+            key, to = record.user_id, devices_in
+    except Invalid as exc:
+        return error(view, 400, exc.reason, exc.detail)
+    # The validated original goes to the input topic, so HTTP and Kafka producers take the same path.
+    ack = await to.send(key=key.encode(), value=orjson.dumps(data))
+    await ack
+    answer = {"id": key} if kind == "notification" else {"user_id": key, "device_id": record.device_id}
+    return view.bytes(orjson.dumps(answer), status=202, content_type="application/json")
+
+
+@app.page("/v1/apps/{app_id}/notifications")
+class Notifications(View):
+    async def post(self, request: Request, app_id: str) -> Response:
+        return await accept(self, request, app_id, "notification")
+
+
+@app.page("/v1/apps/{app_id}/devices")
+class Devices(View):
+    async def post(self, request: Request, app_id: str) -> Response:
+        return await accept(self, request, app_id, "device")
 
 
 @app.page("/healthz")

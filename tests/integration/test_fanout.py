@@ -135,3 +135,39 @@ async def test_fanout_to_platform_topics_with_two_workers(tmp_path: Any, workers
             ("u-3", f"u-3-{kind}", "suppressed", "opt_out") for kind in ("android", "ios", "web")
         ]
         assert all(s["notification_id"] == "n-42" and s["app_id"] == "demo" for s in statuses)
+
+
+async def test_segment_and_broadcast_scan_every_partition(tmp_path: Any, workers: list[Worker]) -> None:
+    root = tmp_path / "d"
+    root.mkdir()
+    deployment = make_deployment(root, apps=configured_apps(root))
+    workers.append(Worker(deployment, "w1").start())
+    workers[0].wait_ready()
+    users = [f"u-{i}" for i in range(20)]
+    events = device_events(users)
+    for event in events:
+        if event["platform"] == "apns":
+            event["app_version"] = "6.4.1" if int(event["user_id"][2:]) % 2 else "5.9"
+            event["tags"] = ["beta"] if int(event["user_id"][2:]) % 4 == 1 else []
+    async with Kafka(deployment) as kafka:
+        await kafka.publish("pushstream.devices", events)
+        wait_for(lambda: all(len(workers[0].get(f"/v1/apps/demo/users/{u}/devices").json()["devices"]) == 3
+                             for u in users), timeout=60, what="all registrations")
+        await kafka.publish("pushstream.notifications", [
+            {"id": "seg", "app_id": "demo", "channel": "marketing", "title": "beta news",
+             "target": {"segment": {"platforms": ["apns"], "tags_any": ["beta"], "app_version_gte": "6.0"}}},
+            {"id": "all", "app_id": "demo", "channel": "marketing", "title": "everyone", "target": {"all": True}},
+            # Another app's broadcast reaches none of demo's devices.
+            {"id": "other", "app_id": "other", "title": "x", "target": {"all": True}},
+        ])
+        bulk = await kafka.read_json(
+            "pushstream.deliveries.apns.bulk",
+            until=lambda bs: sum(len(b["items"]) for b in bs if b["notification_id"] == "all") >= 20, settle=1.0)
+        segment_users = sorted(i["user_id"] for b in bulk if b["notification_id"] == "seg" for i in b["items"])
+        assert segment_users == sorted(u for u in users if int(u[2:]) % 4 == 1)
+        everyone = sorted(i["user_id"] for b in bulk if b["notification_id"] == "all" for i in b["items"])
+        assert everyone == sorted(users)
+        assert not [b for b in bulk if b["notification_id"] == "other"]
+        web = await kafka.read_json("pushstream.deliveries.webpush.bulk",
+                                    until=lambda bs: sum(len(b["items"]) for b in bs) >= 20, settle=0.5)
+        assert sorted(i["user_id"] for b in web for i in b["items"]) == sorted(users)
