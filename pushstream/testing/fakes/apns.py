@@ -23,7 +23,7 @@ from pushstream.testing.fakes.base import (
     parse_json,
     retry_after_header,
 )
-from pushstream.testing.fakes.credentials import DevSetup, load_private_key, server_ssl_context
+from pushstream.testing.fakes.credentials import DevSetup, load_private_key
 from pushstream.testing.fakes.httpserver import Answer, IncomingRequest
 
 # Apple publishes no number; it allows one stream until a request with a valid JWT arrives.
@@ -99,27 +99,14 @@ class FakeAPNs(FakeProvider):
     """Fake APNs server. Point aioapns at ``localhost:<port>`` trusting ``setup.ca_cert_file``."""
 
     name = "apns"
+    tls_alpn = ("h2",)
+    serves_http1 = False
+    advertised_max_streams = 1  # until a request with a valid JWT arrives
 
-    def __init__(
-        self,
-        setup: DevSetup,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        benchmark: bool = False,
-        topic: str | None = None,
-    ) -> None:
-        super().__init__(
-            host=host,
-            port=port,
-            benchmark=benchmark,
-            ssl_context=server_ssl_context(setup, ["h2"]),
-            http1=False,
-            advertised_max_streams=1,
-        )
+    def configure(self, setup: DevSetup) -> None:
         self.key_id = setup.apns_key_id
         self.team_id = setup.apns_team_id
-        self.topic = topic or setup.apns_topic
+        self.topic = setup.apns_topic  # assign to accept another bundle id
         signing_key = load_private_key(setup.apns_key_file)
         assert isinstance(signing_key, ec.EllipticCurvePrivateKey)
         self._public_key = signing_key.public_key()
@@ -149,9 +136,7 @@ class FakeAPNs(FakeProvider):
         status, reason = problem
         return self._verdict(request, _error(status, reason, apns_id), reason, device_token)
 
-    def _verdict(
-        self, request: IncomingRequest, answer: Answer, reason: str | None, token: str | None
-    ) -> Verdict:
+    def _verdict(self, request: IncomingRequest, answer: Answer, reason: str | None, token: str | None) -> Verdict:
         parsed = None if self.benchmark else parse_json(request.body)
         return Verdict(answer, reason=reason, key=token, json=parsed)
 
@@ -227,9 +212,7 @@ class FakeAPNs(FakeProvider):
         if push_type is not None and push_type not in PUSH_TYPES:
             return 400, "InvalidPushType"
         priority = request.header("apns-priority")
-        if priority is not None and (
-            priority not in PRIORITIES or (push_type == "background" and priority == "10")
-        ):
+        if priority is not None and (priority not in PRIORITIES or (push_type == "background" and priority == "10")):
             return 400, "BadPriority"
         expiration = request.header("apns-expiration")
         if expiration is not None and not expiration.isdigit():

@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import random
-import ssl
 import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import orjson
 
+from pushstream.testing.fakes.credentials import DevSetup, server_ssl_context
 from pushstream.testing.fakes.httpserver import Answer, HTTPServer, IncomingRequest
 
 V = TypeVar("V")
@@ -54,9 +54,7 @@ class RecordedRequest:
             "connection_id": self.connection_id,
             "json": self.json,
             "plaintext": None if self.plaintext is None else _text_or_none(self.plaintext),
-            "plaintext_b64": None
-            if self.plaintext is None
-            else base64.b64encode(self.plaintext).decode("ascii"),
+            "plaintext_b64": None if self.plaintext is None else base64.b64encode(self.plaintext).decode("ascii"),
         }
 
 
@@ -144,18 +142,11 @@ class FakeProvider:
 
     name: ClassVar[str] = "fake"
     gone_status: ClassVar[int] = 410  # what an unregistered token gets
+    tls_alpn: ClassVar[tuple[str, ...] | None] = None  # serve TLS offering these protocols; None: plain
+    serves_http1: ClassVar[bool] = True
+    advertised_max_streams: ClassVar[int] = 100  # HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS at connect
 
-    def __init__(
-        self,
-        *,
-        host: str,
-        port: int,
-        benchmark: bool,
-        ssl_context: ssl.SSLContext | None = None,
-        http1: bool = True,
-        http2: bool = True,
-        advertised_max_streams: int = 100,
-    ) -> None:
+    def __init__(self, setup: DevSetup, *, host: str = "127.0.0.1", port: int = 0, benchmark: bool = False) -> None:
         self.benchmark = benchmark
         self.latency = 0.0  # seconds added before every answer, per request (other streams keep flowing)
         self.records: list[RecordedRequest] = []
@@ -164,15 +155,18 @@ class FakeProvider:
             self._serve,
             host=host,
             port=port,
-            ssl_context=ssl_context,
-            http1=http1,
-            http2=http2,
-            advertised_max_streams=advertised_max_streams,
+            ssl_context=None if self.tls_alpn is None else server_ssl_context(setup, self.tls_alpn),
+            http1=self.serves_http1,
+            advertised_max_streams=self.advertised_max_streams,
             validate_headers=not benchmark,
         )
         self._scripts: dict[str, _Script] = {}
         self._fraction: _FractionRule | None = None
         self._unregistered: dict[str, int] = {}
+        self.configure(setup)
+
+    def configure(self, setup: DevSetup) -> None:
+        """Take what this provider needs (keys, ids) from the dev setup."""
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -184,7 +178,7 @@ class FakeProvider:
         """Close the listener and all connections."""
         await self.server.stop()
 
-    async def __aenter__(self) -> FakeProvider:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

@@ -105,9 +105,7 @@ def generate_dev_setup(
 
     apns_key_id = stored.get("apns_key_id") or _random_id()
     apns_team_id = stored.get("apns_team_id") or _random_id()
-    webpush_seed = (
-        seed if seed is not None else bytes.fromhex(stored.get("webpush_seed") or secrets.token_hex(32))
-    )
+    webpush_seed = seed if seed is not None else bytes.fromhex(stored.get("webpush_seed") or secrets.token_hex(32))
 
     apns_key_file = directory / f"AuthKey_{apns_key_id}.p8"
     _ensure_key(apns_key_file, lambda: ec.generate_private_key(ec.SECP256R1()))
@@ -123,9 +121,7 @@ def generate_dev_setup(
     vapid_key = _ensure_key(vapid_private_key_file, lambda: ec.generate_private_key(ec.SECP256R1()))
     assert isinstance(vapid_key, ec.EllipticCurvePrivateKey)
     vapid_public_key = b64url(
-        vapid_key.public_key().public_bytes(
-            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-        )
+        vapid_key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
     )
 
     fcm_service_account_file = directory / "service-account.json"
@@ -133,9 +129,7 @@ def generate_dev_setup(
     fcm_token_uri = f"http://127.0.0.1:{fcm_port}/token"
     if account["token_uri"] != fcm_token_uri:
         account["token_uri"] = fcm_token_uri
-        _write_atomic(
-            fcm_service_account_file, orjson.dumps(account, option=orjson.OPT_INDENT_2), private=True
-        )
+        _write_atomic(fcm_service_account_file, orjson.dumps(account, option=orjson.OPT_INDENT_2), private=True)
 
     setup = DevSetup(
         directory=directory,
@@ -219,9 +213,7 @@ def _ensure_service_account(path: Path, project_id: str) -> dict[str, Any]:
     }
 
 
-def _write_certificates(
-    ca_cert_file: Path, ca_key_file: Path, server_cert_file: Path, server_key_file: Path
-) -> None:
+def _write_certificates(ca_cert_file: Path, ca_key_file: Path, server_cert_file: Path, server_key_file: Path) -> None:
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)  # tolerate small clock skew
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pushstream local dev CA")])
@@ -252,9 +244,7 @@ def _write_certificates(
         .add_extension(_key_usage(cert_sign=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
             critical=False,
         )
         # Key identifiers keep strict verifiers (Python 3.13's VERIFY_X509_STRICT) happy.

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pushstream.testing.fakes.base import (
     FakeProvider,
     Fault,
+    RecordedRequest,
     Verdict,
     json_answer,
     parse_json,
@@ -126,25 +127,16 @@ class FakeFCM(FakeProvider):
     name = "fcm"
     gone_status = 404
 
-    def __init__(
-        self,
-        setup: DevSetup,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        benchmark: bool = False,
-        token_lifetime: int = ACCESS_TOKEN_LIFETIME,
-    ) -> None:
-        super().__init__(host=host, port=port, benchmark=benchmark, advertised_max_streams=100)
+    def configure(self, setup: DevSetup) -> None:
         account = orjson.loads(setup.fcm_service_account_file.read_bytes())
         self.project_id: str = account["project_id"]
         self.client_email: str = account["client_email"]
         self.private_key_id: str = account["private_key_id"]
-        self.token_lifetime = token_lifetime
-        self.token_requests = 0
         private_key = serialization.load_pem_private_key(account["private_key"].encode(), password=None)
         assert isinstance(private_key, rsa.RSAPrivateKey)
         self._public_key = private_key.public_key()
+        self.token_lifetime = ACCESS_TOKEN_LIFETIME  # seconds; assign to make clients refresh sooner
+        self.token_requests = 0
         self._access_tokens: dict[str, float] = {}  # token -> expiry (epoch seconds)
         self._message_ids = itertools.count(1)
 
@@ -159,7 +151,7 @@ class FakeFCM(FakeProvider):
         return f"{self.url}/v1/projects/{self.project_id}/messages:send"
 
     @property
-    def messages(self) -> list[Any]:
+    def messages(self) -> list[RecordedRequest]:
         """Recorded messages:send requests (token requests left out)."""
         return [r for r in self.records if r.path.endswith(":send")]
 
@@ -213,9 +205,7 @@ class FakeFCM(FakeProvider):
         form = urllib.parse.parse_qs(request.body.decode("utf-8", "replace"))
         grant_type = form.get("grant_type", [""])[0]
         if request.method != "POST" or grant_type != JWT_BEARER_GRANT:
-            answer = json_answer(
-                400, {"error": "unsupported_grant_type", "error_description": "Invalid grant_type"}
-            )
+            answer = json_answer(400, {"error": "unsupported_grant_type", "error_description": "Invalid grant_type"})
             return Verdict(answer, reason="unsupported_grant_type")
         claims, problem = self._check_assertion(form.get("assertion", [""])[0])
         recorded = {"grant_type": grant_type, "claims": claims}
@@ -264,9 +254,7 @@ def _check_payload(payload: Any) -> tuple[Answer, str] | None:
     message: dict[str, Any] = payload["message"]
     targets = [field for field in TARGET_FIELDS if message.get(field)]
     if len(targets) != 1:
-        return _bad_request(
-            "message", "Exactly one of message.token, message.topic, message.condition must be set."
-        )
+        return _bad_request("message", "Exactly one of message.token, message.topic, message.condition must be set.")
     data = message.get("data")
     if data is not None:
         if not isinstance(data, dict):
@@ -274,9 +262,7 @@ def _check_payload(payload: Any) -> tuple[Answer, str] | None:
         for index, (key, value) in enumerate(data.items()):
             if not isinstance(value, str):
                 where = f"message.data[{index}].value"
-                return _bad_request(
-                    where, f"Invalid value at '{where}' (TYPE_STRING), {orjson.dumps(value).decode()}"
-                )
+                return _bad_request(where, f"Invalid value at '{where}' (TYPE_STRING), {orjson.dumps(value).decode()}")
             if key in RESERVED_DATA_KEYS or key.startswith(RESERVED_DATA_PREFIXES):
                 return fcm_error(400, f"Invalid data payload key: {key}", error_code="INVALID_ARGUMENT"), (
                     "INVALID_ARGUMENT"
@@ -300,6 +286,4 @@ def _fault_answer(fault: Fault) -> tuple[Answer, str]:
     if error_code == OAUTH_REJECTED:
         return _unauthenticated(), OAUTH_REJECTED
     message = ERROR_MESSAGES.get(error_code, "Unspecified error.")
-    return fcm_error(
-        fault.status, message, error_code=error_code, headers=retry_after_header(fault)
-    ), error_code
+    return fcm_error(fault.status, message, error_code=error_code, headers=retry_after_header(fault)), error_code

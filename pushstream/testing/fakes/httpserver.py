@@ -159,7 +159,7 @@ class HTTPServer:
 
     async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.stats.connections += 1
-        session: _H2Session | _H1Session | None = None
+        session: _Session | None = None
         try:
             protocol, head = await self._select_protocol(reader, writer)
             if protocol == "2" and self.http2:
@@ -177,9 +177,7 @@ class HTTPServer:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    async def _select_protocol(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> tuple[str, bytes]:
+    async def _select_protocol(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> tuple[str, bytes]:
         ssl_object = writer.get_extra_info("ssl_object")
         alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
         if alpn == "h2":
@@ -195,7 +193,9 @@ class HTTPServer:
         return ("2" if head.startswith(H2_PREFACE) else "1.1"), head
 
 
-class _H2Session(Connection):
+class _Session(Connection):
+    """One accepted connection, served in one protocol."""
+
     def __init__(
         self,
         server: HTTPServer,
@@ -207,6 +207,22 @@ class _H2Session(Connection):
         self._server = server
         self._reader = reader
         self._writer = writer
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """Per-protocol connection state."""
+
+    async def run(self, head: bytes) -> None:
+        """Serve requests until the peer or the server is done; ``head`` holds bytes already read."""
+        raise NotImplementedError
+
+    async def cancel_pending(self) -> None:
+        """Stop work still running for this connection (HTTP/1.1 answers inline: nothing to stop)."""
+
+
+class _H2Session(_Session):
+    def _prepare(self) -> None:
+        server = self._server
         strict = server.validate_headers
         config = h2.config.H2Configuration(
             client_side=False,
@@ -369,22 +385,7 @@ class _H2Session(Connection):
             self._writer.write(data)
 
 
-class _H1Session(Connection):
-    def __init__(
-        self,
-        server: HTTPServer,
-        connection_id: int,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-    ) -> None:
-        super().__init__(connection_id)
-        self._server = server
-        self._reader = reader
-        self._writer = writer
-
-    async def cancel_pending(self) -> None:
-        """HTTP/1.1 answers inline; nothing runs in the background."""
-
+class _H1Session(_Session):
     async def run(self, head: bytes) -> None:
         conn = h11.Connection(h11.SERVER)
         conn.receive_data(head)
@@ -405,15 +406,11 @@ class _H1Session(Connection):
                 headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers]
                 body = bytearray()
                 if conn.they_are_waiting_for_100_continue:
-                    self._writer.write(
-                        conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b""
-                    )
+                    self._writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
             elif isinstance(event, h11.Data):
                 body.extend(event.data)
             elif isinstance(event, h11.EndOfMessage):
-                answer = await self._server.answer(
-                    IncomingRequest(method, path, headers, bytes(body), "1.1", self)
-                )
+                answer = await self._server.answer(IncomingRequest(method, path, headers, bytes(body), "1.1", self))
                 self._send(conn, answer)
                 await self._writer.drain()
                 if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:

@@ -44,9 +44,7 @@ _HKDF_SALT = b"pushstream fake webpush subscription"
 @functools.lru_cache(maxsize=4096)
 def subscription_keys(seed: bytes, sid: str) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
     """The user agent's private key and 16-byte auth secret for subscription ``sid``."""
-    material = HKDF(
-        algorithm=hashes.SHA256(), length=48, salt=_HKDF_SALT, info=b"sid:" + sid.encode()
-    ).derive(seed)
+    material = HKDF(algorithm=hashes.SHA256(), length=48, salt=_HKDF_SALT, info=b"sid:" + sid.encode()).derive(seed)
     scalar = int.from_bytes(material[:32], "big") % (_P256_ORDER - 1) + 1  # a valid private scalar
     return ec.derive_private_key(scalar, ec.SECP256R1()), material[32:]
 
@@ -80,16 +78,9 @@ class FakeWebPush(FakeProvider):
 
     name = "webpush"
 
-    def __init__(
-        self,
-        setup: DevSetup,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        benchmark: bool = False,
-    ) -> None:
-        # pywebpush sends with aiohttp (HTTP/1.1 only), but HTTP/2 costs nothing here.
-        super().__init__(host=host, port=port, benchmark=benchmark)
+    # pywebpush sends with aiohttp (HTTP/1.1 only); HTTP/2 is served too since it costs nothing here.
+
+    def configure(self, setup: DevSetup) -> None:
         self.seed = setup.webpush_seed
         self._vapid: VerdictCache[_VapidCheck] = VerdictCache()
 
