@@ -61,7 +61,8 @@ class Rule:
 TRANSPORT_TIMEOUT = "timeout"  # the deadline passed without an answer (ambiguous: may have been delivered)
 TRANSPORT_CONNECT_FAILED = "connect_failed"  # never reached the provider
 TRANSPORT_CONNECTION_LOST = "connection_lost"  # reset/closed mid-request (ambiguous)
-TRANSPORT_UNPROCESSED = "goaway_unprocessed"  # HTTP/2 GOAWAY above last_stream_id: provably not processed
+# Provably not processed: above a GOAWAY's last_stream_id, REFUSED_STREAM, or never written. Safe to resend.
+TRANSPORT_UNPROCESSED = "unprocessed"
 TRANSPORT_ERROR = "transport_error"  # any other client-side I/O error
 TRANSPORT_KINDS = (
     TRANSPORT_TIMEOUT,

@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import signal
 import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,8 @@ import orjson
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
+
+from pushstream.testing.stack import WorkerProcess, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER = os.environ.get("PUSHSTREAM_TEST_BROKER", "127.0.0.1:9092")
@@ -38,14 +39,10 @@ def free_port() -> int:
 
 def wait_for(condition: Callable[[], Any], *, timeout: float, interval: float = 0.1, what: str = "condition") -> Any:
     """Poll until ``condition()`` is truthy; fail with ``what`` at the deadline. Never a bare sleep."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    try:
+        return wait_until(condition, timeout=timeout, interval=interval, what=what)
+    except TimeoutError as exc:
+        raise AssertionError(str(exc)) from None
 
 
 @dataclass
@@ -97,76 +94,22 @@ def make_deployment(root: Path, *, partitions: int = 4, apps: dict[str, Any] | N
     return deployment
 
 
-@dataclass
-class Worker:
-    """A real `faust worker` process of a deployment."""
+class Worker(WorkerProcess):
+    """A real `faust worker` process of a deployment, named for its data dir and log."""
 
-    deployment: Deployment
-    name: str
-    web_port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def datadir(self) -> Path:
-        return self.deployment.root / f"data-{self.name}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.deployment.root / f"{self.name}.log"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
-
-    def start(self) -> Worker:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [str(BIN / "faust"), "--datadir", str(self.datadir), "-A", "pushstream.app", "worker", "-l", "info",
-             "--web-host", "127.0.0.1", "--web-port", str(self.web_port)],
-            env=self.deployment.env(), cwd=self.deployment.root, stdout=log, stderr=subprocess.STDOUT,
-        )
-        return self
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def log_tail(self, lines: int = 40) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def ready(self) -> bool:
-        if not self.alive():
-            raise AssertionError(f"worker {self.name} exited:\n{self.log_tail()}")
-        try:
-            return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def wait_ready(self, timeout: float = 90) -> Worker:
-        try:
-            wait_for(self.ready, timeout=timeout, interval=0.2, what=f"worker {self.name} /readyz")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n--- {self.name} log ---\n{self.log_tail()}") from None
-        return self
+    def __init__(self, deployment: Deployment, name: str, web_port: int | None = None) -> None:
+        super().__init__(config_path=deployment.config_path, datadir=deployment.root / f"data-{name}",
+                         web_port=web_port or free_port(), log_path=deployment.root / f"{name}.log")
+        self.deployment = deployment
+        self.name = name
 
     def get(self, path: str, api_key: str | None = DEMO_KEY) -> httpx.Response:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         return httpx.get(f"{self.url}{path}", headers=headers, timeout=10)
 
-    def kill(self) -> None:
-        """SIGKILL: no shutdown hooks, no final commit, exactly like a crashed pod."""
-        if self.process is not None and self.alive():
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process is not None and self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+    def post(self, path: str, body: Any, api_key: str | None = DEMO_KEY) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        return httpx.post(f"{self.url}{path}", headers=headers, content=orjson.dumps(body), timeout=10)
 
 
 class Kafka:

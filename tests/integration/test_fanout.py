@@ -71,11 +71,20 @@ async def test_fanout_to_platform_topics_with_two_workers(tmp_path: Any, workers
             {"app_id": "demo", "user_id": "u-5", "channels": {"marketing": False}},
         ])
         # Both workers must answer for every user: each routes to the partition owner.
+        seen: dict[str, str] = {}
+
+        def has_devices(worker: Worker, user: str) -> bool:
+            response = worker.get(f"/v1/apps/demo/users/{user}/devices")
+            seen[worker.name] = f"{response.status_code} {response.text[:300]}"
+            return response.status_code == 200 and len(response.json()["devices"]) == 3
+
         for worker in workers:
             for user in users:
-                wait_for(lambda w=worker, u=user: len(w.get(f"/v1/apps/demo/users/{u}/devices").json()
-                                                      .get("devices", [])) == 3,
-                         timeout=60, what=f"{user}'s devices via {worker.name}")
+                try:
+                    wait_for(lambda w=worker, u=user: has_devices(w, u), timeout=60,
+                             what=f"{user}'s devices via {worker.name}")
+                except AssertionError as exc:
+                    raise AssertionError(f"{exc}; last answer: {seen[worker.name]}") from None
         for worker in workers:
             prefs = worker.get("/v1/apps/demo/users/u-3/preferences").json()["preferences"]
             assert prefs["categories"] == {"order_shipped": False}

@@ -778,6 +778,8 @@ def test_status_record_has_the_contract_fields() -> None:
         "provider_status": 200,
         "attempt": 1,
         "at": "2026-11-22T18:00:01.234Z",
+        # Added (the contract allows added fields): which token the outcome is about.
+        "token_fingerprint": None,
     }
 
 

@@ -126,10 +126,15 @@ def test_fcm_ttl_zero_is_sent_not_dropped() -> None:
     assert message["webpush"]["headers"]["TTL"] == "0"
 
 
-def test_fcm_webpush_topic_is_cut_to_32_characters() -> None:
+def test_fcm_webpush_topic_is_a_valid_rfc8030_topic() -> None:
     key = "k" * 64
     message = build_fcm_message(notification(collapse_key=key), "T", None)
-    assert message["webpush"]["headers"]["Topic"] == "k" * 32
+    topic = message["webpush"]["headers"]["Topic"]
+    assert len(topic) == 32 and topic != "k" * 32  # a digest: cutting would merge distinct long keys
+    assert message["webpush"]["headers"]["Topic"] == build_fcm_message(
+        notification(collapse_key=key), "T", None)["webpush"]["headers"]["Topic"]
+    assert build_fcm_message(notification(collapse_key="order-42"), "T", None)["webpush"]["headers"][
+        "Topic"] == "order-42"
     assert message["android"]["collapse_key"] == key
     assert message["apns"]["headers"]["apns-collapse-id"] == key
 

@@ -1,6 +1,7 @@
 """APNs answers → verdicts: one table, rows from Apple's "Handling notification responses" page.
 
-APNs sends no Retry-After; a RETRY verdict here carries no delay and the agent's backoff decides.
+APNs sends no Retry-After, so a RETRY verdict usually carries no delay and the agent's backoff decides;
+one is honoured if something in between (a proxy, a fake) sends it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pushstream.providers.outcome import (
     Action,
     Rule,
     Verdict,
+    parse_retry_after,
     rule_by_http_class,
     verdict_from_rule,
 )
@@ -93,11 +95,13 @@ def apns_rule(status: int, reason: str | None) -> Rule:
     return APNS_ANSWERS.get((status, reason or "")) or rule_by_http_class(status)
 
 
-def classify_apns_answer(status: int, reason: str | None = None, timestamp_ms: int | None = None) -> Verdict:
-    """Classify one APNs response (``:status`` and the body's ``reason``/``timestamp``)."""
+def classify_apns_answer(
+    status: int, reason: str | None = None, timestamp_ms: int | None = None, retry_after: str | None = None
+) -> Verdict:
+    """Classify one APNs response (``:status``, the body's ``reason``/``timestamp``, any Retry-After)."""
     detail = f"unregistered_at_ms={timestamp_ms}" if timestamp_ms is not None else None
     return verdict_from_rule(apns_rule(status, reason), reason=reason or None, provider_status=status,
-                             detail=detail)
+                             retry_after=parse_retry_after(retry_after), detail=detail)
 
 
 def classify_apns_no_answer(kind: str, detail: str | None = None) -> Verdict:

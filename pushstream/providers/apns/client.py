@@ -1,12 +1,12 @@
 """APNs sender: aioapns over HTTP/2 with token (.p8 JWT) authentication.
 
-aioapns does the framing, TLS and stream accounting; this module adds what it lacks (providers.md §1.4):
+aioapns provides the connection pool, TLS set-up and stream-slot accounting; this module replaces the
+parts of its HTTP/2 handling that hang or lose requests (providers.md §1.4; see ApnsProtocol) and adds:
 - one provider JWT per key for every connection of the process, renewed every 40 min (Apple: 20 to 60);
-- a connection pool that never spins forever once its connections are gone (aioapns issue #41), and a
-  protocol that, on GOAWAY, fails only the unprocessed streams (id > last_stream_id) so they are resent
-  on a fresh connection, instead of leaving callers hanging;
-- a deadline around every send; when one passes the whole pool is replaced, so a stuck connection
-  cannot hold later batches;
+- a pool ``acquire`` that never spins forever once its connections are gone (aioapns issue #41);
+- on GOAWAY, only the unprocessed streams (id > last_stream_id) fail, and are resent on a new connection;
+- a deadline around every send; when one passes and no connection has answered anything since the send
+  began, the whole pool is replaced so a hung connection cannot hold later batches;
 - deterministic ``apns-id`` (uuid5 of notification and device): a resend carries the same id.
 
 Certificate auth is not supported: token auth is what the config describes (ApnsSettings has no cert).
@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import ssl
 import time
 import uuid
@@ -37,6 +38,7 @@ from aioapns.connection import (
     APNsKeyConnectionPool,
     APNsTLSClientProtocol,
     AuthorizationHeaderProvider,
+    ChannelPool,
 )
 from aioapns.exceptions import ConnectionClosed
 from aioapns.exceptions import ConnectionError as ApnsConnectError
@@ -146,7 +148,7 @@ class ProviderToken(AuthorizationHeaderProvider):
 _PROVIDER_TOKENS: dict[tuple[str, str, str], ProviderToken] = {}
 
 
-def load_signing_key(path: str | Any) -> ec.EllipticCurvePrivateKey:
+def load_signing_key(path: str | os.PathLike[str]) -> ec.EllipticCurvePrivateKey:
     """Load the .p8 (PKCS#8 PEM, P-256) APNs signing key; ValueError if it is not one."""
     with open(path, "rb") as fh:
         key = serialization.load_pem_private_key(fh.read(), password=None)
@@ -183,6 +185,32 @@ class ApnsRequest(NotificationRequest):
         self.expiration = expiration
 
 
+class StreamSlots(ChannelPool):
+    """aioapns' stream-slot semaphore, correct when a lowered limit drives it below zero.
+
+    APNs starts a connection at one stream, so requests sent before its SETTINGS arrive leave the count
+    negative; asyncio.Semaphore treats any non-zero value as free and would let further streams through.
+    """
+
+    def locked(self) -> bool:
+        return self._value <= 0 or any(not w.cancelled() for w in (self._waiters or ()))
+
+    def release(self) -> None:
+        self._value = min(self._value + 1, self._bound_value)
+        if self._value > 0:
+            self._wake_up_next()
+
+
+class ApnsResult(NotificationResult):
+    """aioapns' result plus the raw Retry-After header (APNs sends none; proxies and fakes may)."""
+
+    __slots__ = ("retry_after",)
+
+    def __init__(self, *args: Any, retry_after: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.retry_after = retry_after
+
+
 @dataclass(slots=True)
 class _Stream:
     """One request in flight on a connection."""
@@ -190,6 +218,7 @@ class _Stream:
     apns_id: str
     future: asyncio.Future[NotificationResult]
     status: str = ""
+    retry_after: str | None = None
     body: bytearray = field(default_factory=bytearray)
 
 
@@ -214,8 +243,9 @@ class ApnsProtocol(APNsTLSClientProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.free_channels = StreamSlots(1000)  # until the server's SETTINGS say otherwise
         self.going_away = False  # GOAWAY received or retired: take no new streams
-        self.last_received = time.monotonic()  # when bytes last arrived: tells slow from stuck
+        self.last_answer = 0.0  # monotonic time a stream was last answered: tells slow from stuck
         self._streams: dict[int, _Stream] = {}
         self._window_waiters: list[asyncio.Future[None]] = []
 
@@ -316,7 +346,6 @@ class ApnsProtocol(APNsTLSClientProtocol):
     # -- receiving -------------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        self.last_received = time.monotonic()
         try:
             events = self.conn.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -326,9 +355,13 @@ class ApnsProtocol(APNsTLSClientProtocol):
             return
         for event in events:
             if isinstance(event, ResponseReceived):
+                self.last_answer = time.monotonic()
                 stream = self._streams.get(event.stream_id or 0)
                 if stream is not None:
-                    stream.status = dict(event.headers or ()).get(b":status", b"").decode("ascii", "replace")
+                    headers = dict(event.headers or ())
+                    stream.status = headers.get(b":status", b"").decode("ascii", "replace")
+                    retry_after = headers.get(b"retry-after")
+                    stream.retry_after = retry_after.decode("ascii", "replace") if retry_after else None
             elif isinstance(event, DataReceived):
                 stream = self._streams.get(event.stream_id or 0)
                 if stream is not None and event.data:
@@ -337,6 +370,7 @@ class ApnsProtocol(APNsTLSClientProtocol):
             elif isinstance(event, StreamEnded):
                 self._finish(event.stream_id or 0)
             elif isinstance(event, StreamReset):
+                self.last_answer = time.monotonic()
                 self._reset(event.stream_id or 0, event.error_code)
             elif isinstance(event, WindowUpdated):
                 self._wake_window_waiters()
@@ -354,7 +388,8 @@ class ApnsProtocol(APNsTLSClientProtocol):
         self.free_channels.release()
         if not stream.future.done():
             reason, timestamp = _error_body(stream.body)
-            result = NotificationResult(stream.apns_id, stream.status or "0", reason, timestamp)
+            result = ApnsResult(stream.apns_id, stream.status or "0", reason, timestamp,
+                                retry_after=stream.retry_after)
             stream.future.set_result(result)
         if self.going_away and not self._streams:
             self.close()
@@ -525,8 +560,8 @@ class ApnsPool(APNsKeyConnectionPool):
         return max(live, key=lambda c: c.free_channels._value)
 
     def is_stuck(self, since: float) -> bool:
-        """True when no connection received anything since ``since`` (monotonic): hung, not just slow."""
-        return not any(isinstance(c, ApnsProtocol) and c.last_received >= since for c in self.connections)
+        """True when no connection answered any stream since ``since`` (monotonic): hung, not just busy."""
+        return not any(isinstance(c, ApnsProtocol) and c.last_answer >= since for c in self.connections)
 
 
 class ApnsSender:
@@ -683,7 +718,8 @@ class ApnsSender:
             status = int(result.status) if result.status.isdigit() else 0
             if status == 0:
                 return classify_apns_no_answer(TRANSPORT_ERROR, "answer without a status")
-            verdict = classify_apns_answer(status, result.description, result.timestamp)
+            verdict = classify_apns_answer(status, result.description, result.timestamp,
+                                           getattr(result, "retry_after", None))
             if verdict.action is not Action.DELIVERED:
                 self._log_failure(request, verdict.reason or str(status))
             if apns_rule(status, result.description).reconnect and not reconnected:

@@ -89,6 +89,13 @@ class FcmSender:
         self._auth_request = _TimedAuthRequest(settings.timeout_seconds)
         self._refreshing: asyncio.Future[None] | None = None
 
+    @property
+    def credentials(self) -> service_account.Credentials:
+        """The service-account credentials (after start); their token is what sends carry."""
+        if self._creds is None:
+            raise RuntimeError("FcmSender.start() was not called")
+        return self._creds
+
     async def start(self) -> None:
         """Load the service account and open the HTTP client; fetches a first token (best effort)."""
         self._creds = service_account.Credentials.from_service_account_file(

@@ -4,6 +4,8 @@ from typing import Any
 
 import orjson
 
+from pushstream.providers.webpush.payload import topic_for
+
 MAX_MESSAGE_BYTES = 4096
 
 
@@ -32,7 +34,7 @@ def build_fcm_message(notification: dict[str, Any], title: str | None, body: str
     if collapse:
         android["collapse_key"] = collapse
         apns_headers["apns-collapse-id"] = collapse
-        webpush_headers["Topic"] = collapse[:32]
+        webpush_headers["Topic"] = topic_for(collapse)
     message["android"] = android
     message["apns"] = {"headers": apns_headers, "payload": {"aps": {} if texts else {"content-available": 1}}}
     message["webpush"] = {"headers": webpush_headers}

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import hashlib
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,23 +53,16 @@ from pushstream.providers.webpush.classify import (
     classify_webpush_answer,
     classify_webpush_no_answer,
 )
-from pushstream.providers.webpush.payload import MAX_PLAINTEXT_BYTES
+from pushstream.providers.webpush.payload import MAX_PLAINTEXT_BYTES, topic_for
 from pushstream.rules.keys import token_fingerprint
 
 log = logging.getLogger(__name__)
 
 # When a notification has no TTL: keep it as long as services do (4 weeks, like FCM's default).
 DEFAULT_TTL_SECONDS = 28 * 24 * 3600
-_TOPIC = re.compile(r"[A-Za-z0-9_-]{1,32}")  # RFC 8030 §5.4: ≤ 32 chars, URL-safe base64 alphabet
 _DETAIL_MAX = 200
 
 
-def topic_for(collapse_key: str) -> str:
-    """The ``Topic`` header for a collapse key: itself when valid, else a stable 32-char digest of it."""
-    if _TOPIC.fullmatch(collapse_key):
-        return collapse_key
-    digest = hashlib.sha256(collapse_key.encode()).digest()
-    return base64.urlsafe_b64encode(digest).decode("ascii")[:32]
 
 
 def origin_of(endpoint: str) -> str:
@@ -294,14 +287,26 @@ class WebPushSender:
 
 
 def _usable_subscription(subscription: Any) -> bool:
+    """An http(s) endpoint, a 65-byte uncompressed P-256 ``p256dh`` and a 16-byte ``auth`` (base64url).
+
+    Checked here because pywebpush's own check fails with IndexError/binascii errors on bad keys.
+    """
     if not isinstance(subscription, dict):
         return False
     endpoint = subscription.get("endpoint")
     keys = subscription.get("keys")
-    return (
-        isinstance(endpoint, str)
-        and endpoint.startswith(("https://", "http://"))
-        and isinstance(keys, dict)
-        and isinstance(keys.get("p256dh"), str)
-        and isinstance(keys.get("auth"), str)
-    )
+    if not (isinstance(endpoint, str) and endpoint.startswith(("https://", "http://")) and isinstance(keys, dict)):
+        return False
+    p256dh = _b64url_bytes(keys.get("p256dh"))
+    auth = _b64url_bytes(keys.get("auth"))
+    return p256dh is not None and len(p256dh) == 65 and p256dh[0] == 4 and auth is not None and len(auth) == 16
+
+
+def _b64url_bytes(value: Any) -> bytes | None:
+    if not isinstance(value, str):
+        return None
+    text = value.strip().rstrip("=").replace("+", "-").replace("/", "_")  # tolerate standard base64 too
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        return None

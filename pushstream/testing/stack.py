@@ -1,0 +1,122 @@
+"""A whole local stack for development, the demo, benchmarks and integration tests: config for the fakes,
+worker processes, and readiness polling. Real processes only; nothing here mocks Kafka."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BIN = Path(sys.executable).parent
+
+
+def dev_app_config(setup: dict[str, Any], api_keys: list[str]) -> dict[str, Any]:
+    """An `apps.<id>` section that sends to the fake providers described by ``setup`` (DevSetup.to_json())."""
+    return {
+        "api_keys": api_keys,
+        "apns": {
+            "key_file": setup["apns_key_file"],
+            "key_id": setup["apns_key_id"],
+            "team_id": setup["apns_team_id"],
+            "topic": setup["apns_topic"],
+            "environment": "sandbox",
+            "endpoint": setup["apns_endpoint"],
+            "ca_file": setup["ca_cert_file"],
+        },
+        "fcm": {
+            "credentials_file": setup["fcm_service_account_file"],
+            "project_id": setup["fcm_project_id"],
+            "endpoint": setup["fcm_endpoint"],
+        },
+        "webpush": {
+            "vapid_private_key_file": setup["vapid_private_key_file"],
+            "vapid_subject": "mailto:ops@example.com",
+            "allowed_endpoint_hosts": ["127.0.0.1"],
+        },
+    }
+
+
+def wait_until(condition: Callable[[], Any], *, timeout: float, interval: float = 0.1, what: str) -> Any:
+    """Poll ``condition`` until truthy or fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class WorkerProcess:
+    """A `faust -A pushstream.app worker` process with its own data dir and web port."""
+
+    config_path: Path
+    datadir: Path
+    web_port: int
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    extra_env: dict[str, str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def start(self) -> WorkerProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PUSHSTREAM_")}
+        env["PUSHSTREAM_CONFIG"] = str(self.config_path)
+        env.update(self.extra_env or {})
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(BIN / "faust"), "--datadir", str(self.datadir), "-A", "pushstream.app", "worker", "-l", "info",
+                 "--web-host", "127.0.0.1", "--web-port", str(self.web_port)],
+                env=env, cwd=self.config_path.parent, stdout=log, stderr=subprocess.STDOUT,
+            )
+        return self
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def ready(self) -> bool:
+        if not self.alive():
+            raise RuntimeError(f"worker exited:\n{self.log_tail()}")
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def wait_ready(self, timeout: float = 90) -> WorkerProcess:
+        try:
+            wait_until(self.ready, timeout=timeout, interval=0.2, what=f"worker on :{self.web_port} /readyz")
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n{self.log_tail()}") from None
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL, like a crashed pod: no shutdown hooks, no final commit."""
+        if self.process is not None and self.alive():
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.process is not None and self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
