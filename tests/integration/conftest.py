@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from pushstream.testing.fakes.control import FakesProcess
 from tests.integration.harness import Deployment, Worker, make_deployment
 
 
@@ -17,6 +18,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture
 def deployment(tmp_path: Path) -> Deployment:
     return make_deployment(tmp_path / "deployment")
+
+
+@pytest.fixture
+def fakes(tmp_path: Path) -> Iterator[FakesProcess]:
+    """The fake APNs, FCM and Web Push servers in their own process, on ephemeral ports."""
+    process = FakesProcess(tmp_path / "fakes")
+    process.start()
+    yield process
+    process.stop()
 
 
 @pytest.fixture

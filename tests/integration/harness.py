@@ -22,7 +22,9 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
-from pushstream.testing.stack import WorkerProcess, wait_until
+from pushstream.testing.fakes import webpush_subscription
+from pushstream.testing.fakes.control import FakesClient, FakesProcess
+from pushstream.testing.stack import WorkerProcess, dev_app_config, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER = os.environ.get("PUSHSTREAM_TEST_BROKER", "127.0.0.1:9092")
@@ -174,3 +176,25 @@ class Kafka:
         records = await self.read(topic, until=lambda rs: until([orjson.loads(r.value) for r in rs]),
                                   timeout=timeout, settle=settle)
         return [orjson.loads(r.value) for r in records]
+
+
+@dataclass
+class Stack:
+    """A deployment wired to running fake providers."""
+
+    deployment: Deployment
+    fakes: FakesClient
+    setup: dict[str, Any]
+
+    def subscription(self, sid: str) -> dict[str, Any]:
+        return webpush_subscription(self.setup["webpush_origin"], bytes.fromhex(self.setup["webpush_seed"]), sid)
+
+
+def make_stack(root: Path, fakes: FakesProcess, *, partitions: int = 4) -> Stack:
+    """A deployment whose `demo` app sends to the running fakes."""
+    client = fakes.client
+    assert client is not None
+    setup = client.setup()
+    apps = {"demo": dev_app_config(setup, [DEMO_KEY]), "other": {"api_keys": [OTHER_KEY]}}
+    deployment = make_deployment(root, partitions=partitions, apps=apps)
+    return Stack(deployment=deployment, fakes=client, setup=setup)
