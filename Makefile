@@ -7,9 +7,10 @@ PY := $(VENV)/bin/python
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
-	touch $@
+	@echo "==> installing pushstream and its dev tools into $(VENV) (log: $(VENV)/install.log)"
+	@$(PY) -m pip install --upgrade pip > $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
+	@$(PY) -m pip install -e ".[dev]" >> $(VENV)/install.log 2>&1 || (cat $(VENV)/install.log; exit 1)
+	@touch $@
 
 install: $(VENV)/.installed
 
@@ -28,7 +29,7 @@ integration: install
 	VENV=$(VENV) scripts/run-tests tests/integration
 
 demo: install
-	VENV=$(VENV) scripts/demo
+	VENV=$(VENV) scripts/demo $(ARGS)
 
 kafka-start:
 	scripts/kafka/ctl start
