@@ -45,7 +45,7 @@ def say(text: str = "") -> None:
 def device_events(users: int, setup: dict[str, Any]) -> list[dict[str, Any]]:
     seed = bytes.fromhex(setup["webpush_seed"])
     locales = ["en-US", "de-DE", "fr-FR", "de-AT"]
-    events = []
+    events: list[dict[str, Any]] = []
     for i in range(users):
         user = f"user-{i:03d}"
         locale = locales[i % len(locales)]
