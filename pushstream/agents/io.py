@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, cast
 
 import faust
@@ -15,6 +16,8 @@ from pushstream.app import app, rt
 from pushstream.models import encode
 from pushstream.models.base import Invalid
 from pushstream.models.dlq import dead_letter
+
+log = logging.getLogger(__name__)
 
 
 def topic(name: str) -> faust.TopicT:
@@ -84,6 +87,21 @@ def event_batches(stream: StreamT, size: int, within: float) -> AsyncIterator[Se
     """
     concrete: Any = stream  # take_events lives on the concrete Stream; StreamT does not declare it
     return cast(AsyncIterator[Sequence[EventT]], concrete.take_events(size, within=within))
+
+
+async def guarded(source: str, events: Sequence[EventT], work: Callable[[], Awaitable[None]]) -> None:
+    """Run one batch's work. A bug or a corrupt record dead-letters the batch (with the error) instead of
+    crashing the agent, which in Faust would silently stop that agent while the worker stays up."""
+    try:
+        await work()
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.exception("%s: batch of %d dead-lettered", source, len(events))
+        outbox = Outbox()
+        for event in events:
+            outbox.dead_letter(event, Invalid("internal_error", repr(exc)[:500]), source)
+        await outbox.flush()
 
 
 def message_time(event: EventT) -> float:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from faust.types import StreamT, TableT
+from faust.types import EventT, StreamT, TableT
 
 from pushstream import metrics
-from pushstream.agents.io import Outbox, token_claims, user_events
+from pushstream.agents.io import Outbox, guarded, token_claims, user_events
 from pushstream.app import app, rt
 from pushstream.models import TokenClaims, UserEvents, decode
 from pushstream.rules import registry as rules
@@ -76,9 +76,10 @@ def apply_user_events(events: list[dict[str, Any]], device_view: BatchView, pref
 
 @app.agent(user_events, name="pushstream.registry")
 async def registry(stream: StreamT) -> None:
-    async for value in stream:
-        with metrics.batch_seconds.labels("registry").time():
-            batch = decode(UserEvents, value)
+    async for event in stream.events():
+
+        async def work(event: EventT = event) -> None:
+            batch = decode(UserEvents, event.value)
             device_view, pref_view, outbox = BatchView(devices), BatchView(preferences), Outbox()
             apply_user_events(batch.events, device_view, pref_view, outbox)
             # Claims first: a crash after the table write but before the claim would lose the move.
@@ -86,6 +87,9 @@ async def registry(stream: StreamT) -> None:
             device_view.write()
             pref_view.write()
             await app.producer.flush()
+
+        with metrics.batch_seconds.labels("registry").time():
+            await guarded("registry", [event], work)
 
 
 def owner_changes(claims: list[dict[str, Any]], owners: BatchView) -> list[dict[str, Any]]:
@@ -109,16 +113,21 @@ def owner_changes(claims: list[dict[str, Any]], owners: BatchView) -> list[dict[
 
 @app.agent(token_claims, name="pushstream.token_owners")
 async def token_ownership(stream: StreamT) -> None:
-    async for value in stream:
-        batch = decode(TokenClaims, value)
-        owners, outbox = BatchView(token_owners), Outbox()
-        releases = owner_changes(batch.claims, owners)
-        by_partition: dict[int, list[dict[str, Any]]] = {}
-        for release in releases:
-            partition = partition_for(user_key(release["app_id"], release["user_id"]), rt.layout.user_partitions)
-            by_partition.setdefault(partition, []).append(release)
-        for partition, items in by_partition.items():
-            outbox.add(user_events, UserEvents(events=items), key=f"user-events/{partition}", partition=partition)
-        await outbox.flush()
-        owners.write()
-        await app.producer.flush()
+    async for event in stream.events():
+
+        async def work(event: EventT = event) -> None:
+            batch = decode(TokenClaims, event.value)
+            owners, outbox = BatchView(token_owners), Outbox()
+            releases = owner_changes(batch.claims, owners)
+            by_partition: dict[int, list[dict[str, Any]]] = {}
+            for release in releases:
+                key = user_key(release["app_id"], release["user_id"])
+                by_partition.setdefault(partition_for(key, rt.layout.user_partitions), []).append(release)
+            for partition, items in by_partition.items():
+                outbox.add(user_events, UserEvents(events=items), key=f"user-events/{partition}",
+                           partition=partition)
+            await outbox.flush()
+            owners.write()
+            await app.producer.flush()
+
+        await guarded("token_owners", [event], work)

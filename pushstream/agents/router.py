@@ -7,10 +7,10 @@ import datetime as dt
 from typing import Any
 
 import orjson
-from faust.types import StreamT
+from faust.types import EventT, StreamT
 
 from pushstream import metrics
-from pushstream.agents.io import Outbox, deliveries, intents, status_out
+from pushstream.agents.io import Outbox, deliveries, guarded, intents, status_out
 from pushstream.agents.registry import BatchView
 from pushstream.app import app, rt
 from pushstream.models import DeliveryBatch, IntentBatch, StatusEvent, decode
@@ -99,7 +99,8 @@ def route_intent(intent: IntentBatch, partition: int, outbox: Outbox, states: Ba
 @app.agent(intents, name="pushstream.router")
 async def router(stream: StreamT) -> None:
     async for event in stream.events():
-        with metrics.batch_seconds.labels("router").time():
+
+        async def work(event: EventT = event) -> None:
             intent = decode(IntentBatch, event.value)
             states, outbox = BatchView(user_state), Outbox()
             route_intent(intent, event.message.partition, outbox, states, dt.datetime.now(dt.UTC))
@@ -109,3 +110,6 @@ async def router(stream: StreamT) -> None:
             states.write()
             # The memory must be durable before the intent is acked, or a crash re-delivers it.
             await app.producer.flush()
+
+        with metrics.batch_seconds.labels("router").time():
+            await guarded("router", [event], work)

@@ -16,7 +16,16 @@ import orjson
 from faust.types import EventT, StreamT
 
 from pushstream import metrics
-from pushstream.agents.io import Outbox, deliveries, dlq, event_batches, status_out, topic, user_events
+from pushstream.agents.io import (
+    Outbox,
+    deliveries,
+    dlq,
+    event_batches,
+    guarded,
+    status_out,
+    topic,
+    user_events,
+)
 from pushstream.app import app, rt
 from pushstream.models import DeliveryBatch, StatusEvent, UserEvents, decode
 from pushstream.models.base import iso, utcnow
@@ -128,18 +137,21 @@ async def send_batches(batches: Sequence[DeliveryBatch], outbox: Outbox) -> None
 
 async def run_sender(stream: StreamT, agent_name: str, *, wait_until_due: bool) -> None:
     async for events in event_batches(stream, pipeline.sender_batches, 0.005):
-        with metrics.batch_seconds.labels(agent_name).time():
+
+        async def work(events: Sequence[EventT] = events) -> None:
             batches = [decode(DeliveryBatch, event.value) for event in events]
             if wait_until_due:
-                due = max((b.not_before or 0.0) for b in batches)
-                # A delay queue: batches are written in due order per partition, so waiting for this
-                # batch's time never holds back one that is due earlier.
-                delay = due - time.time()
+                # A delay queue: retries are written in due order per partition (same backoff for the same
+                # attempt), so waiting for this batch's time rarely holds back one that is due earlier.
+                delay = max((b.not_before or 0.0) for b in batches) - time.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
             outbox = Outbox()
             await send_batches(batches, outbox)
             await outbox.flush()
+
+        with metrics.batch_seconds.labels(agent_name).time():
+            await guarded(agent_name, events, work)
 
 
 def _register(platform: str) -> None:

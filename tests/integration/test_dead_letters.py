@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from tests.integration.harness import Kafka, Worker, make_deployment
+from tests.integration.harness import Kafka, Worker, make_deployment, wait_for
 from tests.integration.test_fanout import configured_apps
 
 MALFORMED_KINDS = [
@@ -73,4 +73,30 @@ async def test_malformed_records_go_to_the_dlq_and_valid_ones_are_processed(
         batches = await kafka.read_json(
             "pushstream.deliveries.fcm", until=lambda bs: sum(len(b["items"]) for b in bs) >= 1000, settle=1.0)
         assert sorted(item["user_id"] for b in batches for item in b["items"]) == sorted(valid_users)
+    assert worker.alive()
+
+
+async def test_a_corrupt_internal_record_is_dead_lettered_and_the_agent_keeps_going(
+    tmp_path: Path, workers: list[Worker]
+) -> None:
+    root = tmp_path / "d"
+    root.mkdir()
+    deployment = make_deployment(root, apps=configured_apps(root))
+    worker = Worker(deployment, "w1").start()
+    workers.append(worker)
+    worker.wait_ready()
+    async with Kafka(deployment) as kafka:
+        # Garbage on internal topics: a bug elsewhere or a hand-written record must not stop the agents.
+        await kafka.publish("pushstream.user-events", [b"\x00garbage", {"events": [{"kind": "device"}]}])
+        await kafka.publish("pushstream.intents", [{"notification": {"id": "x"}}])
+        await kafka.publish("pushstream.devices", [{"type": "register", "app_id": "demo", "user_id": "u-1",
+                                                     "device_id": "d-1", "platform": "fcm", "token": "t-1"}])
+        letters = await kafka.read_json("pushstream.dlq", until=lambda ls: len(ls) >= 3)
+        assert sorted((letter["reason"], letter["topic"]) for letter in letters) == sorted([
+            ("internal_error", deployment.topic("pushstream.user-events")),
+            ("internal_error", deployment.topic("pushstream.user-events")),
+            ("internal_error", deployment.topic("pushstream.intents")),
+        ])
+        wait_for(lambda: len(worker.get("/v1/apps/demo/users/u-1/devices").json()["devices"]) == 1,
+                 timeout=30, what="the registry still processes registrations")
     assert worker.alive()
