@@ -19,7 +19,7 @@ test: install
 	VENV=$(VENV) scripts/run-tests
 
 lint: install
-	$(VENV)/bin/ruff check pushstream tests benchmarks
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy pushstream
 
 unit: install
