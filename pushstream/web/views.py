@@ -73,37 +73,36 @@ async def routed(view: View, request: Request, table_name: str, key: str,
         return await local()
 
 
+async def user_view(view: View, request: Request, app_id: str, user_id: str, table: Any,
+                    render: Callable[[Any], dict[str, Any]]) -> Response:
+    """A user's row of a table, answered by the worker that owns the user's partition."""
+    denied = authorize(view, request, app_id)
+    if denied is not None:
+        return denied
+    key = user_key(app_id, user_id)
+
+    async def local() -> Response:
+        body = {"app_id": app_id, "user_id": user_id, **render(table.get(table_key(key)))}
+        return view.bytes(orjson.dumps(body), content_type="application/json")
+
+    return await routed(view, request, table.name, key, local)
+
+
+def render_devices(found: dict[str, Any] | None) -> dict[str, Any]:
+    return {"devices": [public_device(d) for d in sorted((found or {}).values(), key=lambda d: d["device_id"])]}
+
+
 @app.page("/v1/apps/{app_id}/users/{user_id}/devices")
 class UserDevices(View):
     async def get(self, request: Request, app_id: str, user_id: str) -> Response:
-        denied = authorize(self, request, app_id)
-        if denied is not None:
-            return denied
-        key = user_key(app_id, user_id)
-
-        async def local() -> Response:
-            found = devices.get(table_key(key)) or {}
-            body = {"app_id": app_id, "user_id": user_id,
-                    "devices": [public_device(d) for d in sorted(found.values(), key=lambda d: d["device_id"])]}
-            return self.bytes(orjson.dumps(body), content_type="application/json")
-
-        return await routed(self, request, devices.name, key, local)
+        return await user_view(self, request, app_id, user_id, devices, render_devices)
 
 
 @app.page("/v1/apps/{app_id}/users/{user_id}/preferences")
 class UserPreferences(View):
     async def get(self, request: Request, app_id: str, user_id: str) -> Response:
-        denied = authorize(self, request, app_id)
-        if denied is not None:
-            return denied
-        key = user_key(app_id, user_id)
-
-        async def local() -> Response:
-            prefs = preferences.get(table_key(key))
-            body = {"app_id": app_id, "user_id": user_id, "preferences": prefs or {}}
-            return self.bytes(orjson.dumps(body), content_type="application/json")
-
-        return await routed(self, request, preferences.name, key, local)
+        return await user_view(self, request, app_id, user_id, preferences,
+                               lambda prefs: {"preferences": prefs or {}})
 
 
 async def accept(view: View, request: Request, app_id: str, kind: str) -> Response:
