@@ -49,13 +49,13 @@ class Outbox:
     """
 
     def __init__(self) -> None:
-        self._pending: list[tuple[faust.TopicT, bytes | None, bytes, int | None]] = []
+        self._pending: list[tuple[str, bytes | None, bytes, int | None]] = []
 
     def add(self, to: faust.TopicT, value: faust.Record | bytes, *, key: str | bytes | None = None,
             partition: int | None = None) -> None:
         raw_key = key.encode("utf-8") if isinstance(key, str) else key
         raw_value = value if isinstance(value, bytes) else encode(value)
-        self._pending.append((to, raw_key, raw_value, partition))
+        self._pending.append((to.get_topic_name(), raw_key, raw_value, partition))
 
     def dead_letter(self, event: EventT, error: Invalid, source: str) -> None:
         message = event.message
@@ -72,8 +72,11 @@ class Outbox:
 
     async def flush(self) -> None:
         acks: list[Awaitable[Any]] = []
-        for to, key, value, partition in self._pending:
-            acks.append(await to.send(key=key, value=value, partition=partition))
+        # Straight to the producer: Topic.send's per-message bookkeeping costs more than the record itself,
+        # and values are already encoded.
+        send = app.producer.send
+        for name, key, value, partition in self._pending:
+            acks.append(await send(name, key, value, partition, None, None))
         self._pending.clear()
         if acks:
             await asyncio.gather(*acks)

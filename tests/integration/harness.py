@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 import orjson
 import yaml
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
 from pushstream.testing.fakes import webpush_subscription
@@ -145,6 +146,30 @@ class Kafka:
                 name, raw, key=raw_key.encode() if raw_key else None, partition=rng.choice(partitions)))
         await asyncio.gather(*futures)
         return len(futures)
+
+    async def lag(self, topics: list[str]) -> int:
+        """Records the workers' consumer group has not committed yet on these topics."""
+        names = [self.deployment.topic(t) for t in topics]
+        admin = AIOKafkaAdminClient(bootstrap_servers=BROKER)
+        consumer = AIOKafkaConsumer(bootstrap_servers=BROKER, group_id=None)
+        await admin.start()
+        await consumer.start()
+        try:
+            committed = await admin.list_consumer_group_offsets(f"{self.deployment.prefix}pushstream")
+            partitions = [TopicPartition(n, p) for n in names for p in consumer.partitions_for_topic(n) or ()]
+            ends = await consumer.end_offsets(partitions)
+            return sum(end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items())
+        finally:
+            await consumer.stop()
+            await admin.close()
+
+    async def wait_drained(self, topics: list[str], timeout: float = 60) -> None:
+        """Poll until every record on ``topics`` is processed and committed by the workers."""
+        deadline = time.monotonic() + timeout
+        while (remaining := await self.lag(topics)) > 0:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{remaining} records on {topics} still unprocessed after {timeout}s")
+            await asyncio.sleep(0.2)  # polling interval, not synchronisation
 
     async def read(self, topic: str, *, until: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
                    timeout: float = 60, settle: float = 0.0) -> list[ConsumerRecord[bytes, bytes]]:

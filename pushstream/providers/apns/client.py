@@ -62,6 +62,7 @@ from pushstream.config import ApnsSettings
 from pushstream.models.internal import DeliveryBatch
 from pushstream.providers.apns.classify import apns_rule, classify_apns_answer, classify_apns_no_answer
 from pushstream.providers.apns.payload import MAX_PAYLOAD_BYTES, apns_priority, push_type
+from pushstream.providers.batching import send_each, within_deadline
 from pushstream.providers.outcome import (
     LOCAL_BAD_ADDRESS,
     LOCAL_BAD_PAYLOAD,
@@ -70,7 +71,6 @@ from pushstream.providers.outcome import (
     TRANSPORT_CONNECT_FAILED,
     TRANSPORT_CONNECTION_LOST,
     TRANSPORT_ERROR,
-    TRANSPORT_TIMEOUT,
     TRANSPORT_UNPROCESSED,
     Action,
     SendCounters,
@@ -618,26 +618,8 @@ class ApnsSender:
         if self._pool is None:
             raise RuntimeError("ApnsSender.start() was not called")
         ttl = remaining_ttl(batch.expires_at)
-        sends: dict[str, asyncio.Future[Verdict]] = {}
-        order: list[asyncio.Future[Verdict]] = []
-        for item in batch.items:
-            prepared = self._prepare(batch, item, ttl)
-            if isinstance(prepared, Verdict):
-                done: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
-                done.set_result(prepared)
-                order.append(done)
-                continue
-            if prepared.notification_id not in sends:
-                sends[prepared.notification_id] = asyncio.ensure_future(self._send(prepared))
-            order.append(sends[prepared.notification_id])
-        try:
-            verdicts = list(await asyncio.gather(*order))
-        finally:
-            for pending in sends.values():
-                pending.cancel()  # only matters when send_batch itself is cancelled
-        for verdict in verdicts:
-            self.counters.record(verdict)
-        return verdicts
+        return await send_each(batch.items, lambda item: self._prepare(batch, item, ttl), self._send,
+                               key=lambda request: request.notification_id, counters=self.counters)
 
     def _prepare(
         self, batch: DeliveryBatch, item: dict[str, Any], ttl: int | None
@@ -678,17 +660,16 @@ class ApnsSender:
         async with self._in_flight:
             pool = self._pool
             started = time.monotonic()
-            try:
-                async with asyncio.timeout(self.deadline):
-                    return await self._attempt(request)
-            except TimeoutError:
+
+            def timed_out() -> None:
                 if pool.is_stuck(since=started):
                     self._replace_pool(pool)
                 self._log_failure(request, "timeout")
-                return classify_apns_no_answer(TRANSPORT_TIMEOUT, f"no answer within {self.deadline}s")
-            except Exception as exc:  # a bug or an aioapns surprise must not fail the other items
-                log.exception("APNs: unexpected error for token %s", self._fingerprint(request))
-                return classify_apns_no_answer(TRANSPORT_ERROR, type(exc).__name__)
+
+            return await within_deadline(
+                self._attempt(request), self.deadline, classify_apns_no_answer, on_timeout=timed_out,
+                on_error=lambda: log.exception("APNs: unexpected error for token %s", self._fingerprint(request)),
+            )
 
     async def _attempt(self, request: ApnsRequest) -> Verdict:
         resends = 0

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import ssl
 import time
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import google.auth.exceptions
@@ -22,6 +22,7 @@ from google.oauth2 import service_account
 
 from pushstream.config import FcmSettings
 from pushstream.models.internal import DeliveryBatch
+from pushstream.providers.batching import send_each, within_deadline
 from pushstream.providers.fcm.classify import (
     classify_fcm_answer,
     classify_fcm_no_answer,
@@ -32,8 +33,6 @@ from pushstream.providers.outcome import (
     LOCAL_BAD_ADDRESS,
     LOCAL_BAD_PAYLOAD,
     LOCAL_EXPIRED,
-    TRANSPORT_ERROR,
-    TRANSPORT_TIMEOUT,
     Action,
     SendCounters,
     Verdict,
@@ -58,6 +57,13 @@ class _TimedAuthRequest(google.auth.transport.requests.Request):
                  timeout: float | None = None, **kwargs: Any) -> Any:
         return super().__call__(url, method=method, body=body, headers=headers,
                                 timeout=timeout or self._timeout, **kwargs)
+
+
+class FcmRequest(NamedTuple):
+    """One ``messages:send``: the device token (also what makes two items the same send) and the body."""
+
+    token: str
+    body: bytes
 
 
 class FcmSender:
@@ -132,32 +138,12 @@ class FcmSender:
         if self._http is None:
             raise RuntimeError("FcmSender.start() was not called")
         ttl = remaining_ttl(batch.expires_at)
-        sends: dict[str, asyncio.Future[Verdict]] = {}
-        order: list[asyncio.Future[Verdict]] = []
-        loop = asyncio.get_running_loop()
-        for item in batch.items:
-            prepared = self._prepare(batch, item, ttl)
-            if isinstance(prepared, Verdict):
-                done: asyncio.Future[Verdict] = loop.create_future()
-                done.set_result(prepared)
-                order.append(done)
-                continue
-            token, body = prepared
-            if token not in sends:
-                sends[token] = asyncio.ensure_future(self._send(token, body))
-            order.append(sends[token])
-        try:
-            verdicts = list(await asyncio.gather(*order))
-        finally:
-            for pending in sends.values():
-                pending.cancel()  # only matters when send_batch itself is cancelled
-        for verdict in verdicts:
-            self.counters.record(verdict)
-        return verdicts
+        return await send_each(batch.items, lambda item: self._prepare(batch, item, ttl), self._send,
+                               key=lambda request: request.token, counters=self.counters)
 
     def _prepare(
         self, batch: DeliveryBatch, item: dict[str, Any], ttl: int | None
-    ) -> tuple[str, bytes] | Verdict:
+    ) -> FcmRequest | Verdict:
         token = item.get("token")
         payload = item.get("payload")
         if not isinstance(token, str) or not token:
@@ -170,20 +156,18 @@ class FcmSender:
         message["token"] = token
         if ttl is not None and batch.expires_at is not None:
             _refresh_expiry(message, ttl, int(batch.expires_at))
-        return token, orjson.dumps({"message": message})
+        return FcmRequest(token, orjson.dumps({"message": message}))
 
-    async def _send(self, token: str, body: bytes) -> Verdict:
+    async def _send(self, request: FcmRequest) -> Verdict:
+        token, body = request
         assert self._in_flight is not None
         async with self._in_flight:
-            try:
-                async with asyncio.timeout(self.deadline):
-                    return await self._attempt(body)
-            except TimeoutError:
-                self._log_failure(token, "timeout")
-                return classify_fcm_no_answer(TRANSPORT_TIMEOUT, f"no answer within {self.deadline}s")
-            except Exception as exc:  # a bug must not fail the other items of the batch
-                log.exception("FCM: unexpected error for token %s", token_fingerprint(self.platform, token))
-                return classify_fcm_no_answer(TRANSPORT_ERROR, type(exc).__name__)
+            return await within_deadline(
+                self._attempt(body), self.deadline, classify_fcm_no_answer,
+                on_timeout=lambda: self._log_failure(token, "timeout"),
+                on_error=lambda: log.exception("FCM: unexpected error for token %s",
+                                               token_fingerprint(self.platform, token)),
+            )
 
     async def _attempt(self, body: bytes) -> Verdict:
         assert self._http is not None

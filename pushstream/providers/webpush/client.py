@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -36,13 +36,12 @@ from pywebpush import WebPushException, webpush_async
 
 from pushstream.config import WebPushSettings
 from pushstream.models.internal import DeliveryBatch
+from pushstream.providers.batching import send_each, within_deadline
 from pushstream.providers.outcome import (
     LOCAL_BAD_ADDRESS,
     LOCAL_BAD_PAYLOAD,
     LOCAL_EXPIRED,
     LOCAL_PAYLOAD_TOO_LARGE,
-    TRANSPORT_ERROR,
-    TRANSPORT_TIMEOUT,
     Action,
     SendCounters,
     Verdict,
@@ -124,6 +123,13 @@ class VapidSigner:
             del self._cache[origin]
 
 
+class WebPushRequest(NamedTuple):
+    """One push: the subscription (its endpoint is what makes two items the same send) and the plaintext."""
+
+    subscription: dict[str, Any]
+    data: bytes
+
+
 class WebPushSender:
     """Sends DeliveryBatches to Web Push services; one verdict per item (see outcome.Sender).
 
@@ -182,32 +188,14 @@ class WebPushSender:
         headers = {"Urgency": "high" if batch.priority == "high" else "normal"}
         if batch.collapse_key:
             headers["Topic"] = topic_for(batch.collapse_key)
-        sends: dict[str, asyncio.Future[Verdict]] = {}
-        order: list[asyncio.Future[Verdict]] = []
-        loop = asyncio.get_running_loop()
-        for item in batch.items:
-            prepared = self._prepare(item, ttl)
-            if isinstance(prepared, Verdict):
-                done: asyncio.Future[Verdict] = loop.create_future()
-                done.set_result(prepared)
-                order.append(done)
-                continue
-            subscription, data = prepared
-            endpoint = subscription["endpoint"]
-            if endpoint not in sends:
-                send = self._send(subscription, data, headers, DEFAULT_TTL_SECONDS if ttl is None else ttl)
-                sends[endpoint] = asyncio.ensure_future(send)
-            order.append(sends[endpoint])
-        try:
-            verdicts = list(await asyncio.gather(*order))
-        finally:
-            for pending in sends.values():
-                pending.cancel()  # only matters when send_batch itself is cancelled
-        for verdict in verdicts:
-            self.counters.record(verdict)
-        return verdicts
+        send_ttl = DEFAULT_TTL_SECONDS if ttl is None else ttl
+        return await send_each(
+            batch.items, lambda item: self._prepare(item, ttl),
+            lambda request: self._send(request.subscription, request.data, headers, send_ttl),
+            key=lambda request: request.subscription["endpoint"], counters=self.counters,
+        )
 
-    def _prepare(self, item: dict[str, Any], ttl: int | None) -> tuple[dict[str, Any], bytes] | Verdict:
+    def _prepare(self, item: dict[str, Any], ttl: int | None) -> WebPushRequest | Verdict:
         subscription = item.get("subscription")
         if not _usable_subscription(subscription):
             return classify_webpush_no_answer(LOCAL_BAD_ADDRESS, "item has no usable subscription")
@@ -222,22 +210,19 @@ class WebPushSender:
             # RFC 8291 §4: more would not fit one 4096-byte record; services answer 413 or worse.
             too_large = f"{len(data)} > {MAX_PLAINTEXT_BYTES} bytes"
             return classify_webpush_no_answer(LOCAL_PAYLOAD_TOO_LARGE, too_large)
-        return subscription, data
+        return WebPushRequest(subscription, data)
 
     async def _send(
         self, subscription: dict[str, Any], data: bytes, headers: dict[str, str], ttl: int
     ) -> Verdict:
         assert self._in_flight is not None
         async with self._in_flight:
-            try:
-                async with asyncio.timeout(self.deadline):
-                    return await self._attempt(subscription, data, headers, ttl)
-            except TimeoutError:
-                self._log_failure(subscription, "timeout")
-                return classify_webpush_no_answer(TRANSPORT_TIMEOUT, f"no answer within {self.deadline}s")
-            except Exception as exc:  # a bug or a pywebpush surprise must not fail the other items
-                log.exception("Web Push: unexpected error for endpoint %s", self._fingerprint(subscription))
-                return classify_webpush_no_answer(TRANSPORT_ERROR, type(exc).__name__)
+            return await within_deadline(
+                self._attempt(subscription, data, headers, ttl), self.deadline, classify_webpush_no_answer,
+                on_timeout=lambda: self._log_failure(subscription, "timeout"),
+                on_error=lambda: log.exception("Web Push: unexpected error for endpoint %s",
+                                               self._fingerprint(subscription)),
+            )
 
     async def _attempt(
         self, subscription: dict[str, Any], data: bytes, headers: dict[str, str], ttl: int
