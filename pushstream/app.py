@@ -39,5 +39,5 @@ app = faust.App(
 
 # Importing registers the tables, agents and views on the app.
 from pushstream import tables  # noqa: E402,F401
-from pushstream.agents import ingest, planner, registry, router, senders  # noqa: E402,F401
+from pushstream.agents import ingest, planner, registry, router, scheduler, senders  # noqa: E402,F401
 from pushstream.web import views  # noqa: E402,F401

@@ -5,12 +5,16 @@ One intent record per (notification, partition): the router of that partition do
 
 from __future__ import annotations
 
+import datetime as dt
+import time
+
 from faust.types import EventT, StreamT
 
 from pushstream import metrics
 from pushstream.agents.io import Outbox, event_batches, intents, message_time, notifications_in
+from pushstream.agents.scheduler import add_command, schedule_topic
 from pushstream.app import app, rt
-from pushstream.models import IntentBatch, NotificationRequest
+from pushstream.models import IntentBatch, NotificationRequest, ScheduleCommands
 from pushstream.models.base import Invalid, load_json_object
 from pushstream.models.notifications import parse_notification
 from pushstream.rules.keys import partition_for, user_key
@@ -18,24 +22,38 @@ from pushstream.rules.keys import partition_for, user_key
 settings = rt.settings
 
 
-def plan(request: NotificationRequest, origin: str, outbox: Outbox) -> None:
-    """Add the intents of one validated request to the outbox."""
+def plan(request: NotificationRequest, origin: str, outbox: Outbox, now: float) -> None:
+    """Add the intents of one validated request to the outbox, or to the schedule when send_at is ahead."""
     notification = request.asdict()
     partitions = rt.layout.user_partitions
     key = f"{request.app_id}/{request.id}"
+    due = send_at_epoch(request.send_at)
+    if due is not None and due > now:
+        notification["received_at"] = due  # the TTL runs from the time it is sent
+    planned: list[tuple[int, IntentBatch]]
     user_ids = request.target.get("user_ids")
     if user_ids is None:
         # Segment and broadcast: every partition scans its own users.
-        for partition in range(partitions):
-            intent = IntentBatch(notification=notification, broadcast=True, origin=origin)
+        planned = [(p, IntentBatch(notification=notification, broadcast=True, origin=origin))
+                   for p in range(partitions)]
+    else:
+        by_partition: dict[int, list[str]] = {}
+        for user_id in user_ids:
+            by_partition.setdefault(partition_for(user_key(request.app_id, user_id), partitions), []).append(user_id)
+        planned = [(p, IntentBatch(notification=notification, user_ids=users, origin=origin))
+                   for p, users in by_partition.items()]
+    for partition, intent in planned:
+        if due is not None and due > now:
+            command = ScheduleCommands(commands=[add_command(due, f"{key}/{origin}", intent)])
+            outbox.add(schedule_topic, command, key=key, partition=partition)
+        else:
             outbox.add(intents, intent, key=key, partition=partition)
-        return
-    by_partition: dict[int, list[str]] = {}
-    for user_id in user_ids:
-        by_partition.setdefault(partition_for(user_key(request.app_id, user_id), partitions), []).append(user_id)
-    for partition, users in by_partition.items():
-        intent = IntentBatch(notification=notification, user_ids=users, origin=origin)
-        outbox.add(intents, intent, key=key, partition=partition)
+
+
+def send_at_epoch(send_at: str | None) -> float | None:
+    if send_at is None:
+        return None
+    return dt.datetime.fromisoformat(send_at.replace("Z", "+00:00")).timestamp()
 
 
 def plan_batch(events: list[EventT], outbox: Outbox) -> None:
@@ -43,11 +61,8 @@ def plan_batch(events: list[EventT], outbox: Outbox) -> None:
         try:
             data = load_json_object(event.message.value, max_bytes=settings.limits.max_record_bytes)
             request = parse_notification(data, settings, received_at=message_time(event))
-            if request.send_at is not None:
-                # Scheduling lands with the scheduler; until then a future send_at is kept, not sent early.
-                raise Invalid("scheduling_not_supported", "send_at is not supported yet; redrive later")
             message = event.message
-            plan(request, f"{message.topic}:{message.partition}:{message.offset}", outbox)
+            plan(request, f"{message.topic}:{message.partition}:{message.offset}", outbox, time.time())
         except Invalid as error:
             outbox.dead_letter(event, error, "notification")
         except Exception as error:  # never crash on input

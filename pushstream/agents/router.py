@@ -12,8 +12,9 @@ from faust.types import EventT, StreamT
 from pushstream import metrics
 from pushstream.agents.io import Outbox, deliveries, guarded, intents, status_out
 from pushstream.agents.registry import BatchView
+from pushstream.agents.scheduler import add_command, schedule_topic
 from pushstream.app import app, rt
-from pushstream.models import DeliveryBatch, IntentBatch, StatusEvent, decode
+from pushstream.models import DeliveryBatch, IntentBatch, ScheduleCommands, StatusEvent, decode
 from pushstream.models.base import iso
 from pushstream.providers import build_payload
 from pushstream.providers.apns.payload import MAX_PAYLOAD_BYTES as APNS_MAX
@@ -71,6 +72,7 @@ def route_intent(intent: IntentBatch, partition: int, outbox: Outbox, states: Ba
             configured=lambda p: app_settings is not None and app_settings.platform_configured(p),
             render=render,
             origin=intent.origin,
+            only_devices=(intent.devices or {}).get(user_id) if intent.devices is not None else None,
         )
         for platform, items in result.deliveries.items():
             batches.setdefault(platform, []).extend(items)
@@ -81,6 +83,13 @@ def route_intent(intent: IntentBatch, partition: int, outbox: Outbox, states: Ba
                                                reason=reason, at=at), key=user_id)
         if result.state is not None:
             states.set(key, result.state)
+        if result.deferred_until is not None:
+            # Quiet hours: the deferred devices get the notification when they end.
+            later = IntentBatch(notification=n, user_ids=[user_id], origin=f"{intent.origin}/quiet/{user_id}",
+                                devices={user_id: result.deferred})
+            ident = f"{app_id}/{nid}/{user_id}/quiet"
+            command = ScheduleCommands(commands=[add_command(result.deferred_until.timestamp(), ident, later)])
+            outbox.add(schedule_topic, command, key=key, partition=partition)
     chunk = settings.pipeline.delivery_chunk
     for platform, items in batches.items():
         metrics.deliveries_planned.labels(platform, lane).inc(len(items))

@@ -1,4 +1,4 @@
-"""`pushstream`: worker, topics apply, fakes (contract §5)."""
+"""`pushstream`: worker, topics apply, fakes (contract §5), bench."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pushstream.config import ConfigError, load_settings
 from pushstream.topology import apply_topics, load_layout, topics_file_path
@@ -47,6 +48,16 @@ def _fakes(extra: list[str]) -> int:
     return int(fakes_main(extra) or 0)
 
 
+def _bench(extra: list[str]) -> int:
+    # benchmarks/ lives beside the package in the checkout and is not installed: make it importable.
+    root = str(Path(__file__).resolve().parents[2])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from benchmarks.e2e import main as bench_main
+
+    return int(bench_main(extra) or 0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pushstream", description="Kafka-native push-notification pipeline")
     parser.add_argument("--config", help="path of pushstream.yaml (default: $PUSHSTREAM_CONFIG or ./pushstream.yaml)")
@@ -58,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     apply = topic_commands.add_parser("apply", help="create missing topics; exit 1 on drift")
     apply.add_argument("--dry-run", action="store_true")
     commands.add_parser("fakes", help="run fake APNs, FCM and Web Push servers (see --help)", add_help=False)
+    commands.add_parser("bench", help="end-to-end benchmark on local Kafka and the fakes (see --help)", add_help=False)
 
     args, extra = parser.parse_known_args(argv)
     try:
@@ -65,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _worker(args, extra)
         if args.command == "fakes":
             return _fakes(extra)
+        if args.command == "bench":
+            return _bench(extra)
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         return _topics_apply(args)

@@ -2,7 +2,7 @@
 
 from pushstream.models.base import Invalid, decode, encode
 from pushstream.models.dlq import DeadLetter
-from pushstream.models.internal import DeliveryBatch, IntentBatch, TokenClaims, UserEvents
+from pushstream.models.internal import DeliveryBatch, IntentBatch, ScheduleCommands, TokenClaims, UserEvents
 from pushstream.models.notifications import NotificationRequest, parse_notification
 from pushstream.models.registry import DeviceEvent, PreferenceEvent, parse_device_event, parse_preference_event
 from pushstream.models.status import Status, StatusEvent
@@ -15,6 +15,7 @@ __all__ = [
     "Invalid",
     "NotificationRequest",
     "PreferenceEvent",
+    "ScheduleCommands",
     "Status",
     "StatusEvent",
     "TokenClaims",

@@ -33,6 +33,18 @@ class IntentBatch(faust.Record, include_metadata=False):
     broadcast: bool = False
     # The request record this intent was planned from (topic:partition:offset): replays carry the same origin.
     origin: Optional[str] = None
+    # Re-delivery after quiet hours: only these devices per user, and the user's dedup memory does not stop it.
+    devices: Optional[dict] = None
+
+
+class ScheduleCommands(faust.Record, include_metadata=False):
+    """`schedule`: commands for one partition's schedule table.
+
+    ``{"op": "add", "due": epoch_seconds, "id": str, "intent": IntentBatch dict}`` stores an intent until it
+    is due; ``{"op": "fire", "keys": [...]}`` (from the worker's timer) sends the due ones to `intents`.
+    """
+
+    commands: list
 
 
 class DeliveryBatch(faust.Record, include_metadata=False):

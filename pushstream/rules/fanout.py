@@ -20,6 +20,9 @@ class UserFanOut:
     # (device_id, platform, status, reason)
     outcomes: list[tuple[str, str, str, str | None]] = field(default_factory=list)
     state: dict[str, Any] | None = None  # the user's new delivery memory, None when unchanged
+    # Devices deferred by quiet hours, and when to try them again.
+    deferred: list[str] = field(default_factory=list)
+    deferred_until: dt.datetime | None = None
 
 
 def fan_out_user(
@@ -33,17 +36,27 @@ def fan_out_user(
     configured: Callable[[str], bool],
     render: Renderer,
     origin: str | None = None,
+    only_devices: list[str] | None = None,
 ) -> UserFanOut:
     """``origin`` names the request record being processed. When the user already got the notification from
-    that very record, this is a replay after a crash: it produces nothing, not even duplicate statuses."""
+    that very record, this is a replay after a crash: it produces nothing, not even duplicate statuses.
+
+    ``only_devices`` is a re-delivery after quiet hours: just those devices, and the user's memory of the
+    notification (written when the other devices got it) does not count as a duplicate for them.
+    """
     result = UserFanOut()
     if origin is not None and preferences.sent_origin(state, notification["id"]) == origin:
         return result
+    decide_state = state
+    if only_devices is not None:
+        devices = {d: devices[d] for d in only_devices if d in devices}
+        sent = (state or {}).get("sent", {})
+        decide_state = {**(state or {}), "sent": {k: v for k, v in sent.items() if k != notification["id"]}}
     delivered_zone: dt.tzinfo | None = None
     duplicate = False
     for device_id, device in devices.items():
         platform = device["platform"]
-        verdict = decide(device, app_id, notification, prefs, state, now)
+        verdict = decide(device, app_id, notification, prefs, decide_state, now)
         if verdict.action == "skip":
             continue
         if verdict.action == "suppressed":
@@ -52,6 +65,8 @@ def fan_out_user(
             continue
         if verdict.action == "deferred":
             result.outcomes.append((device_id, platform, "deferred", verdict.reason))
+            result.deferred.append(device_id)
+            result.deferred_until = max(filter(None, (result.deferred_until, verdict.until)))
             continue
         if not configured(platform):
             result.outcomes.append((device_id, platform, "dead_lettered", "platform_not_configured"))

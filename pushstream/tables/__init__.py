@@ -41,6 +41,8 @@ devices = _table("devices", "Registered devices per user", rt.layout.user_partit
 preferences = _table("preferences", "User preferences", rt.layout.user_partitions)
 # app/user → {"sent": {notification_id: ts}, "counts": {day: {channel: n}}}: dedup and frequency caps
 user_state = _table("user_state", "Per-user delivery memory: dedup and daily counts", rt.layout.user_partitions)
+# "<due ms, 15 digits>/<id>" → IntentBatch dict: RocksDB keeps keys sorted, so due intents come first
+schedule = _table("schedule", "Intents waiting for send_at or the end of quiet hours", rt.layout.user_partitions)
 # app/token fingerprint → {"user_id", "device_id"}: a token belongs to at most one user and device
 token_owners = _table(
     "token_owners", "Which user and device hold a token", rt.layout.partitions("pushstream.token-claims")
@@ -50,6 +52,27 @@ token_owners = _table(
 def table_key(key: str) -> bytes:
     """Table keys are the UTF-8 bytes of the string key (see module docstring)."""
     return key.encode("utf-8")
+
+
+def due_keys(table: TableT, partition: int, now: float, limit: int) -> list[bytes]:
+    """Keys of one local partition of the schedule table that are due at ``now``, earliest first."""
+    store: Any = table.data
+    db = store._db_for_partition(partition)
+    upper = schedule_key(now, "")
+    keys: list[bytes] = []
+    iterator = db.iter()
+    iterator.seek_to_first()
+    while iterator.valid() and len(keys) < limit:
+        key = iterator.key()
+        if key > upper:
+            break
+        keys.append(key)
+        iterator.next()
+    return keys
+
+
+def schedule_key(due: float, ident: str) -> bytes:
+    return f"{int(due * 1000):015d}/{ident}".encode()
 
 
 def partition_items(table: TableT, partition: int) -> Iterator[tuple[str, Any]]:
