@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import faust
 
 from pushstream.runtime import runtime
@@ -27,6 +29,9 @@ app = faust.App(
     broker_commit_interval=1.0,
     stream_wait_empty=False,
     table_standby_replicas=1,
+    # Static group membership: a worker restarted under the same id (a pod restart, a crash) takes its
+    # partitions back at once instead of waiting a session timeout for a rebalance.
+    consumer_group_instance_id=os.environ.get("PUSHSTREAM_WORKER_ID") or None,
     web_host=settings.web.host,
     web_port=settings.web.port,
     web_bind=settings.web.bind,

@@ -31,7 +31,8 @@ preferences_in = topic("pushstream.preferences")
 notifications_in = topic("pushstream.notifications")
 user_events = topic("pushstream.user-events")
 token_claims = topic("pushstream.token-claims")
-intents = topic("pushstream.intents")
+# Intents per lane: the bulk lane's broadcasts must not queue in front of transactional intents.
+intents = {"transactional": topic("pushstream.intents"), "bulk": topic("pushstream.intents.bulk")}
 status_out = topic("pushstream.status")
 dlq = topic("pushstream.dlq")
 deliveries = {
@@ -42,10 +43,11 @@ deliveries = {
 
 
 class Outbox:
-    """Collects the records one batch produces; `flush` sends them all and waits for the broker's acks.
+    """Collects the records one batch produces; `flush` hands them to the producer.
 
-    An input batch is acked only after its outbox is flushed, so a crash re-processes it instead of losing
-    what it would have written (at-least-once; dedup downstream makes repeats harmless).
+    An input batch is acked only after its outbox is flushed, and Faust flushes the producer before it
+    commits offsets, so a crash re-processes a batch instead of losing what it would have written
+    (at-least-once; dedup downstream makes repeats harmless).
     """
 
     def __init__(self) -> None:
@@ -70,7 +72,13 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._pending)
 
-    async def flush(self) -> None:
+    async def flush(self, *, wait: bool = True) -> None:
+        """Hand everything to the producer; with ``wait``, also wait for the broker's acks.
+
+        Faust flushes the producer before it commits input offsets, so without ``wait`` a crash still
+        re-processes the input rather than losing output. Wait only when a later write (a table change
+        another batch will trust) must not become durable before these records.
+        """
         acks: list[Awaitable[Any]] = []
         # Straight to the producer: Topic.send's per-message bookkeeping costs more than the record itself,
         # and values are already encoded.
@@ -78,7 +86,7 @@ class Outbox:
         for name, key, value, partition in self._pending:
             acks.append(await send(name, key, value, partition, None, None))
         self._pending.clear()
-        if acks:
+        if acks and wait:
             await asyncio.gather(*acks)
 
 

@@ -47,7 +47,7 @@ def plan(request: NotificationRequest, origin: str, outbox: Outbox, now: float) 
             command = ScheduleCommands(commands=[add_command(due, f"{key}/{origin}", intent)])
             outbox.add(schedule_topic, command, key=key, partition=partition)
         else:
-            outbox.add(intents, intent, key=key, partition=partition)
+            outbox.add(intents[request.lane], intent, key=key, partition=partition)
 
 
 def send_at_epoch(send_at: str | None) -> float | None:

@@ -82,11 +82,11 @@ async def registry(stream: StreamT) -> None:
             batch = decode(UserEvents, event.value)
             device_view, pref_view, outbox = BatchView(devices), BatchView(preferences), Outbox()
             apply_user_events(batch.events, device_view, pref_view, outbox)
-            # Claims first: a crash after the table write but before the claim would lose the move.
-            await outbox.flush()
+            # No need to wait for the claims' acks: until the offset is committed (after Faust's producer
+            # flush) a crash replays this batch, and replaying a registration claims the token again.
+            await outbox.flush(wait=False)
             device_view.write()
             pref_view.write()
-            await app.producer.flush()
 
         with metrics.batch_seconds.labels("registry").time():
             await guarded("registry", [event], work)
@@ -126,8 +126,9 @@ async def token_ownership(stream: StreamT) -> None:
             for partition, items in by_partition.items():
                 outbox.add(user_events, UserEvents(events=items), key=f"user-events/{partition}",
                            partition=partition)
+            # Releases must be durable before the new owner is: a replay finds the new owner already
+            # recorded and would not release the old device again.
             await outbox.flush()
             owners.write()
-            await app.producer.flush()
 
         await guarded("token_owners", [event], work)

@@ -4,8 +4,11 @@ and write delivery batches per platform and lane plus the status of every device
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+import faust
 import orjson
 from faust.types import EventT, StreamT
 
@@ -16,12 +19,13 @@ from pushstream.agents.scheduler import add_command, schedule_topic
 from pushstream.app import app, rt
 from pushstream.models import DeliveryBatch, IntentBatch, ScheduleCommands, StatusEvent, decode
 from pushstream.models.base import iso
+from pushstream.models.notifications import lane_of
 from pushstream.providers import build_payload
 from pushstream.providers.apns.payload import MAX_PAYLOAD_BYTES as APNS_MAX
 from pushstream.providers.fcm.payload import MAX_MESSAGE_BYTES as FCM_MAX
 from pushstream.providers.webpush.payload import MAX_PLAINTEXT_BYTES as WEBPUSH_MAX
 from pushstream.rules.fanout import fan_out_user
-from pushstream.rules.keys import split_user_key, user_key
+from pushstream.rules.keys import user_key
 from pushstream.rules.localization import localize, render_key
 from pushstream.tables import devices, partition_items, preferences, table_key, user_state
 
@@ -50,19 +54,31 @@ class PayloadCache:
         return cached
 
 
-def route_intent(intent: IntentBatch, partition: int, outbox: Outbox, states: BatchView, now: dt.datetime) -> None:
+USERS_PER_STEP = 500  # a broadcast is routed in steps, yielding to the other agents between them
+
+
+def targeted_users(intent: IntentBatch, partition: int) -> Iterator[tuple[str, dict[str, Any] | None]]:
+    """(user_id, devices) of the intent's users on this partition: listed ones, or all for a broadcast."""
+    app_id = intent.notification["app_id"]
+    if intent.broadcast:
+        prefix = f"{app_id}/"
+        return ((k[len(prefix):], v) for k, v in partition_items(devices, partition) if k.startswith(prefix))
+    return ((u, devices.get(table_key(user_key(app_id, u)))) for u in intent.user_ids or ())
+
+
+def route_intent(intent: IntentBatch, partition: int, outbox: Outbox, states: BatchView, now: dt.datetime,
+                 users: Iterable[tuple[str, dict[str, Any] | None]] | None = None,
+                 render: PayloadCache | None = None) -> None:
+    """Route ``users`` (default: all the intent targets on this partition) into the outbox and states."""
     n = intent.notification
     app_id, nid, channel = n["app_id"], n["id"], n["channel"]
     app_settings = settings.app(app_id)
-    lane = "transactional" if channel == "transactional" else "bulk"
-    render = PayloadCache(n)
+    lane = lane_of(channel)
+    render = render or PayloadCache(n)
     at = iso(now)
     batches: dict[str, list[dict[str, Any]]] = {}
-    if intent.broadcast:
-        users = ((split_user_key(k)[1], v) for k, v in partition_items(devices, partition)
-                 if split_user_key(k)[0] == app_id)
-    else:
-        users = ((u, devices.get(table_key(user_key(app_id, u)))) for u in intent.user_ids or ())
+    if users is None:
+        users = targeted_users(intent, partition)
     for user_id, user_devices in users:
         if not user_devices:
             continue
@@ -105,20 +121,36 @@ def route_intent(intent: IntentBatch, partition: int, outbox: Outbox, states: Ba
             )
 
 
-@app.agent(intents, name="pushstream.router")
-async def router(stream: StreamT) -> None:
-    async for event in stream.events():
+async def route_event(event: EventT) -> None:
+    """Route one intent, USERS_PER_STEP users at a time."""
+    intent = decode(IntentBatch, event.value)
+    partition = event.message.partition
+    render = PayloadCache(intent.notification)
+    users = iter(targeted_users(intent, partition))
+    while step := list(itertools.islice(users, USERS_PER_STEP)):
+        states, outbox = BatchView(user_state), Outbox()
+        route_intent(intent, partition, outbox, states, dt.datetime.now(dt.UTC), users=step, render=render)
+        # Deliveries and statuses are acked before the users' memory says "sent": a crash in between repeats
+        # this step's sends (the in-flight window the contract allows) but never loses one.
+        await outbox.flush()
+        states.write()
 
-        async def work(event: EventT = event) -> None:
-            intent = decode(IntentBatch, event.value)
-            states, outbox = BatchView(user_state), Outbox()
-            route_intent(intent, event.message.partition, outbox, states, dt.datetime.now(dt.UTC))
-            # Deliveries and statuses reach the broker before the user's memory says "sent":
-            # a crash in between repeats the fan-out (dedup cannot hide a delivery that was never written).
-            await outbox.flush()
-            states.write()
-            # The memory must be durable before the intent is acked, or a crash re-delivers it.
-            await app.producer.flush()
 
-        with metrics.batch_seconds.labels("router").time():
-            await guarded("router", [event], work)
+def _router(source: faust.TopicT, lane: str) -> None:
+    name = "pushstream.router" + ("" if lane == "transactional" else "_bulk")
+
+    async def router(stream: StreamT) -> None:
+        async for event in stream.events():
+
+            async def work(event: EventT = event) -> None:
+                await route_event(event)
+
+            with metrics.batch_seconds.labels(name).time():
+                await guarded(name, [event], work)
+
+    app.agent(source, name=name)(router)
+
+
+# One router per lane: a campaign's broadcast intents never sit in front of a transactional one.
+for _lane, _source in intents.items():
+    _router(_source, _lane)

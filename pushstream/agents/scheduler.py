@@ -15,6 +15,7 @@ from faust.types import EventT, StreamT
 from pushstream.agents.io import Outbox, guarded, intents, topic
 from pushstream.app import app
 from pushstream.models import IntentBatch, ScheduleCommands, decode, encode
+from pushstream.models.notifications import lane_of
 from pushstream.tables import due_keys, schedule, schedule_key
 
 schedule_topic = topic("pushstream.schedule")
@@ -43,7 +44,8 @@ async def scheduler(stream: StreamT) -> None:
                         key = bytes.fromhex(hex_key)
                         intent = schedule.get(key)
                         if intent is not None:
-                            outbox.add(intents, IntentBatch(**intent), key=key, partition=partition)
+                            lane = lane_of(intent["notification"]["channel"])
+                            outbox.add(intents[lane], IntentBatch(**intent), key=key, partition=partition)
                             to_delete.append(key)
             # The intents are durable before their entries go: a crash fires them again, and the router's
             # dedup (same origin) makes the second firing silent.
@@ -51,7 +53,6 @@ async def scheduler(stream: StreamT) -> None:
             for key in to_delete:
                 schedule.pop(key, None)
                 _firing.pop(key, None)
-            await app.producer.flush()
 
         await guarded("scheduler", [event], work)
 

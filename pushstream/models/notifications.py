@@ -41,11 +41,15 @@ class NotificationRequest(faust.Record, include_metadata=False):
 
     @property
     def lane(self) -> str:
-        """Transactional traffic has its own lane end to end."""
-        return "transactional" if self.channel == "transactional" else "bulk"
+        return lane_of(self.channel)
 
     def expires_at(self) -> Optional[float]:
         return None if self.ttl is None else self.received_at + self.ttl
+
+
+def lane_of(channel: str) -> str:
+    """Transactional traffic has its own lane end to end; every other channel shares the bulk lane."""
+    return "transactional" if channel == "transactional" else "bulk"
 
 
 def _target(value: Any, max_users: int) -> dict[str, Any]:

@@ -74,6 +74,7 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PUSHSTREAM_")}
         env["PUSHSTREAM_CONFIG"] = str(self.config_path)
+        env["PUSHSTREAM_WORKER_ID"] = self.datadir.name  # static membership: a restart keeps its partitions
         env.update(self.extra_env or {})
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
