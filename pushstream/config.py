@@ -65,7 +65,9 @@ class FcmSettings:
     project_id: str
     endpoint: str | None = None
     ca_file: Path | None = None
-    max_connections: int = 8
+    # HTTP/2 multiplexes ~100 streams per connection; more connections only grow httpcore's per-request
+    # bookkeeping (its pool scans every queued request on each assignment).
+    max_connections: int = 2
     timeout_seconds: float = 10.0
 
 

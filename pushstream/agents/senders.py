@@ -1,5 +1,9 @@
 """Senders: one agent per platform and lane, plus a retry agent per platform.
 
+Feedback happens here too: an invalid-token outcome is written as its status record and, in the same
+outbox, as a `deactivate` event for the registry (reading the whole status stream back would cost every
+delivery a second trip through Faust for the rare dead token).
+
 Each agent takes a few delivery batches at once, sends every device of them concurrently through the
 platform's client, and acks only when every device has an outcome: a status record, a retry batch or a
 dead letter. Platforms are isolated: their own agents, clients, connection pools and retry topics.
@@ -30,6 +34,7 @@ from pushstream.app import app, rt
 from pushstream.models import DeliveryBatch, StatusEvent, UserEvents, decode
 from pushstream.models.base import iso, utcnow
 from pushstream.models.dlq import dead_letter
+from pushstream.models.notifications import lane_of
 from pushstream.providers import senders as provider_senders
 from pushstream.providers.outcome import Sender
 from pushstream.rules.delivery import Disposition, dispose
@@ -46,11 +51,13 @@ class SenderPool:
     """One started client per (app, platform), created inside the running loop on first use."""
 
     def __init__(self) -> None:
-        self._senders: dict[tuple[str, str], Sender] = {}
+        self._senders: dict[tuple[str, str, str], Sender] = {}
         self._lock = asyncio.Lock()
 
-    async def get(self, app_id: str, platform: str) -> Sender | None:
-        key = (app_id, platform)
+    async def get(self, app_id: str, platform: str, lane: str) -> Sender | None:
+        # One client per lane too: a campaign's thousands of queued sends must not sit in front of a
+        # transactional one in the same client's in-flight limit.
+        key = (app_id, platform, lane)
         sender = self._senders.get(key)
         if sender is not None:
             return sender
@@ -85,7 +92,7 @@ async def send_batches(batches: Sequence[DeliveryBatch], outbox: Outbox) -> None
     now = time.time()
     plans = []
     for batch in batches:
-        sender = await pool.get(batch.app_id, batch.platform)
+        sender = await pool.get(batch.app_id, batch.platform, lane_of(batch.channel))
         plans.append((batch, sender))
 
     async def send(batch: DeliveryBatch, sender: Sender | None) -> list[Any]:
@@ -95,6 +102,7 @@ async def send_batches(batches: Sequence[DeliveryBatch], outbox: Outbox) -> None
 
     results = await asyncio.gather(*(send(batch, sender) for batch, sender in plans))
     at = iso(utcnow())
+    deactivations: dict[int, list[dict[str, Any]]] = {}
     for (batch, _), verdicts in zip(plans, results, strict=True):
         retry_items: list[dict[str, Any]] = []
         retry_at = 0.0
@@ -114,6 +122,13 @@ async def send_batches(batches: Sequence[DeliveryBatch], outbox: Outbox) -> None
                 device_id=item["device_id"], platform=batch.platform, status=status, reason=reason,
                 provider_status=provider_status, attempt=batch.attempt, at=at, token_fingerprint=fingerprint,
             ), key=item["user_id"])
+            if disposition.deactivate:
+                # Feedback: the registry deactivates the device if it still holds this token.
+                partition = partition_for(user_key(batch.app_id, item["user_id"]), rt.layout.user_partitions)
+                deactivations.setdefault(partition, []).append({
+                    "kind": "deactivate", "app_id": batch.app_id, "user_id": item["user_id"],
+                    "device_id": item["device_id"], "fingerprint": fingerprint,
+                    "reason": f"{batch.platform}:{reason or 'invalid_token'}", "at": at})
             if disposition.retry_at is not None:
                 retry_items.append(item)
                 retry_at = max(retry_at, disposition.retry_at)
@@ -133,6 +148,8 @@ async def send_batches(batches: Sequence[DeliveryBatch], outbox: Outbox) -> None
                                      "not_before": retry_at})
             outbox.add(retries[batch.platform], retry, key=f"{batch.app_id}/{batch.notification_id}",
                        partition=partition)
+    for partition, items in deactivations.items():
+        outbox.add(user_events, UserEvents(events=items), key=f"user-events/{partition}", partition=partition)
 
 
 async def run_sender(stream: StreamT, agent_name: str, *, wait_until_due: bool) -> None:
@@ -173,32 +190,6 @@ def _register(platform: str) -> None:
 
 for _platform in PLATFORMS:
     _register(_platform)
-
-
-@app.agent(status_out, name="pushstream.feedback")
-async def feedback(stream: StreamT) -> None:
-    """Invalid tokens deactivate their device: the status stream feeds the registry."""
-    async for events in event_batches(stream, pipeline.ingest_batch, pipeline.ingest_within_seconds):
-        outbox = Outbox()
-        deactivations = feedback_events(events)
-        for partition, items in deactivations.items():
-            outbox.add(user_events, UserEvents(events=items), key=f"user-events/{partition}", partition=partition)
-        await outbox.flush()
-
-
-def feedback_events(events: Sequence[EventT]) -> dict[int, list[dict[str, Any]]]:
-    by_partition: dict[int, list[dict[str, Any]]] = {}
-    for event in events:
-        status = orjson.loads(event.value)
-        if status.get("status") != "invalid_token" or not status.get("token_fingerprint"):
-            continue
-        partition = partition_for(user_key(status["app_id"], status["user_id"]), rt.layout.user_partitions)
-        by_partition.setdefault(partition, []).append({
-            "kind": "deactivate", "app_id": status["app_id"], "user_id": status["user_id"],
-            "device_id": status["device_id"], "fingerprint": status["token_fingerprint"],
-            "reason": f"{status['platform']}:{status.get('reason') or 'invalid_token'}", "at": status["at"],
-        })
-    return by_partition
 
 
 @app.on_before_shutdown.connect
