@@ -109,6 +109,10 @@ class PipelineSettings:
     delivery_chunk: int = 500
     # Delivery batches a sender agent takes at once (each up to delivery_chunk devices), sent concurrently.
     sender_batches: int = 8
+    # The bulk lane is throttled so a campaign cannot fill the event loop's ready queue: with the worker's one
+    # core saturated, every queued callback is latency for the transactional lane sharing that loop.
+    bulk_sender_batches: int = 1
+    bulk_max_in_flight: int = 200
     max_attempts: int = 5
     retry_base_seconds: float = 2.0
     retry_max_seconds: float = 900.0

@@ -67,7 +67,8 @@ class SenderPool:
                 platform_settings = getattr(app_settings, platform, None) if app_settings else None
                 if platform_settings is None:
                     return None
-                sender = provider_senders.create(platform, platform_settings)
+                limit = pipeline.bulk_max_in_flight if lane == "bulk" else None
+                sender = provider_senders.create(platform, platform_settings, max_in_flight=limit)
                 await sender.start()
                 self._senders[key] = sender
             return self._senders[key]
@@ -152,8 +153,8 @@ async def send_batches(batches: Sequence[DeliveryBatch], outbox: Outbox) -> None
         outbox.add(user_events, UserEvents(events=items), key=f"user-events/{partition}", partition=partition)
 
 
-async def run_sender(stream: StreamT, agent_name: str, *, wait_until_due: bool) -> None:
-    async for events in event_batches(stream, pipeline.sender_batches, 0.005):
+async def run_sender(stream: StreamT, agent_name: str, *, wait_until_due: bool, batches_at_once: int) -> None:
+    async for events in event_batches(stream, batches_at_once, 0.005):
 
         async def work(events: Sequence[EventT] = events) -> None:
             batches = [decode(DeliveryBatch, event.value) for event in events]
@@ -175,15 +176,17 @@ def _register(platform: str) -> None:
     for lane in ("transactional", "bulk"):
         name = f"pushstream.send_{platform}" + ("" if lane == "transactional" else "_bulk")
 
-        async def lane_agent(stream: StreamT, _name: str = name) -> None:
-            await run_sender(stream, _name, wait_until_due=False)
+        at_once = pipeline.sender_batches if lane == "transactional" else pipeline.bulk_sender_batches
+
+        async def lane_agent(stream: StreamT, _name: str = name, _at_once: int = at_once) -> None:
+            await run_sender(stream, _name, wait_until_due=False, batches_at_once=_at_once)
 
         app.agent(deliveries[(platform, lane)], name=name)(lane_agent)
 
     retry_name = f"pushstream.retry_{platform}"
 
     async def retry_agent(stream: StreamT) -> None:
-        await run_sender(stream, retry_name, wait_until_due=True)
+        await run_sender(stream, retry_name, wait_until_due=True, batches_at_once=pipeline.bulk_sender_batches)
 
     app.agent(retries[platform], name=retry_name)(retry_agent)
 
