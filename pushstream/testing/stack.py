@@ -3,6 +3,7 @@ worker processes, and readiness polling. Real processes only; nothing here mocks
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -44,16 +45,35 @@ def dev_app_config(setup: dict[str, Any], api_keys: list[str]) -> dict[str, Any]
     }
 
 
+class Deadline:
+    """A point in time after which waiting for ``what`` is an error."""
+
+    def __init__(self, timeout: float, what: str) -> None:
+        self.timeout, self.what = timeout, what
+        self.end = time.monotonic() + timeout
+
+    def check(self) -> None:
+        if time.monotonic() > self.end:
+            raise TimeoutError(f"timed out after {self.timeout}s waiting for {self.what}")
+
+
 def wait_until(condition: Callable[[], Any], *, timeout: float, interval: float = 0.1, what: str) -> Any:
     """Poll ``condition`` until truthy or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+    deadline = Deadline(timeout, what)
+    while not (value := condition()):
+        deadline.check()
         time.sleep(interval)
+    return value
+
+
+async def wait_until_async(condition: Callable[[], Any], *, timeout: float, interval: float = 0.05,
+                           what: str) -> Any:
+    """Async twin of wait_until, for code running in an event loop."""
+    deadline = Deadline(timeout, what)
+    while not (value := condition()):
+        deadline.check()
+        await asyncio.sleep(interval)
+    return value
 
 
 @dataclass

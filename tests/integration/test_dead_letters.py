@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from tests.integration.harness import Kafka, Worker, make_deployment, wait_for
+from tests.integration.harness import Deployment, Kafka, Worker, make_deployment, wait_for
 from tests.integration.test_fanout import configured_apps
 
 MALFORMED_KINDS = [
@@ -30,15 +30,20 @@ MALFORMED_KINDS = [
 ]
 
 
-async def test_malformed_records_go_to_the_dlq_and_valid_ones_are_processed(
-    tmp_path: Path, workers: list[Worker]
-) -> None:
+def start_worker(tmp_path: Path, workers: list[Worker]) -> tuple[Deployment, Worker]:
     root = tmp_path / "d"
     root.mkdir()
     deployment = make_deployment(root, apps=configured_apps(root))
     worker = Worker(deployment, "w1").start()
     workers.append(worker)
     worker.wait_ready()
+    return deployment, worker
+
+
+async def test_malformed_records_go_to_the_dlq_and_valid_ones_are_processed(
+    tmp_path: Path, workers: list[Worker]
+) -> None:
+    deployment, worker = start_worker(tmp_path, workers)
 
     records: list[Any] = []
     expected_reasons: Counter[str] = Counter()
@@ -79,12 +84,7 @@ async def test_malformed_records_go_to_the_dlq_and_valid_ones_are_processed(
 async def test_a_corrupt_internal_record_is_dead_lettered_and_the_agent_keeps_going(
     tmp_path: Path, workers: list[Worker]
 ) -> None:
-    root = tmp_path / "d"
-    root.mkdir()
-    deployment = make_deployment(root, apps=configured_apps(root))
-    worker = Worker(deployment, "w1").start()
-    workers.append(worker)
-    worker.wait_ready()
+    deployment, worker = start_worker(tmp_path, workers)
     async with Kafka(deployment) as kafka:
         # Garbage on internal topics: a bug elsewhere or a hand-written record must not stop the agents.
         await kafka.publish("pushstream.user-events", [b"\x00garbage", {"events": [{"kind": "device"}]}])
