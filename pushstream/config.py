@@ -122,7 +122,7 @@ class PipelineSettings:
 class RocksDBSettings:
     """Per table partition. Faust's defaults give every partition DB its own 2 GiB block cache.
 
-    Memory is partitions × tables × (block cache + write buffers): with 12 partitions and 5 tables, 16/8×2
+    Memory is partitions x tables x (block cache + write buffers): with 12 partitions and 5 tables, 16/8x2
     measured 2.9 GB peak RSS on a 1M-device benchmark, hence these smaller defaults.
     """
 
