@@ -36,3 +36,28 @@ def workers() -> Iterator[list[Worker]]:
     yield started
     for worker in started:
         worker.kill()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def delete_test_topics() -> Iterator[None]:
+    """Each test deployment has its own topic prefix; remove them all at the end so the broker's data dir
+    does not grow with every run on the same machine."""
+    yield
+    import asyncio
+    import re
+
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from tests.integration.harness import BROKER
+
+    async def delete() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=BROKER)
+        await admin.start()
+        try:
+            ours = [t for t in await admin.list_topics() if re.match(r"^t[0-9a-f]{10}\.", t)]
+            for start in range(0, len(ours), 100):
+                await admin.delete_topics(ours[start:start + 100])
+        finally:
+            await admin.close()
+
+    asyncio.run(delete())
