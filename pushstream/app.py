@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import faust
 
 from pushstream.runtime import runtime
+
+# httpx logs every request at INFO; at campaign rates that is a log line per delivery.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 rt = runtime()
 settings = rt.settings

@@ -66,6 +66,12 @@ class FcmRequest(NamedTuple):
     body: bytes
 
 
+
+def _consume_outcome(task: asyncio.Future[Verdict]) -> None:
+    """Retrieve a background attempt's exception so asyncio does not report it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
+
 class FcmSender:
     """Sends DeliveryBatches to FCM HTTP v1; one verdict per item (see outcome.Sender).
 
@@ -162,8 +168,13 @@ class FcmSender:
         token, body = request
         assert self._in_flight is not None
         async with self._in_flight:
+            # The deadline must not cancel httpx mid-request: a cancelled HTTP/2 stream can leave httpcore's
+            # connection state broken (LocalProtocolError for every later send on it, seen under overload).
+            # The request finishes in the background, bounded by httpx's own timeout; its answer is dropped.
+            attempt = asyncio.ensure_future(self._attempt(body))
+            attempt.add_done_callback(_consume_outcome)
             return await within_deadline(
-                self._attempt(body), self.deadline, classify_fcm_no_answer,
+                asyncio.shield(attempt), self.deadline, classify_fcm_no_answer,
                 on_timeout=lambda: self._log_failure(token, "timeout"),
                 on_error=lambda: log.exception("FCM: unexpected error for token %s",
                                                token_fingerprint(self.platform, token)),
