@@ -39,12 +39,12 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from pushstream.cli.demo import free_port, say
+from pushstream.cli.demo import say
 from pushstream.config import Settings, load_settings
 from pushstream.models.status import FINAL_STATUSES
 from pushstream.testing.fakes import webpush_subscription
 from pushstream.testing.fakes.control import FakesClient, FakesProcess
-from pushstream.testing.stack import WorkerProcess, dev_app_config, wait_until, wait_until_async
+from pushstream.testing.stack import WorkerProcess, dev_app_config, free_port, wait_until, wait_until_async
 from pushstream.topology import TopicLayout, apply_topics, kafka_bootstrap, load_layout
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,5 +1,7 @@
 """Prometheus metrics: one registry per process, served at GET /metrics."""
 
+from collections import Counter as Tally
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -22,3 +24,9 @@ batch_seconds = Histogram(
     "pushstream_batch_seconds", "Time to process one batch, per agent", ["agent"], registry=REGISTRY,
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+
+
+def count_statuses(tally: Tally[tuple[str, str, str]]) -> None:
+    """Add a batch's (platform, status, reason) counts: one label lookup per distinct outcome, not per device."""
+    for (platform, status, reason), n in tally.items():
+        statuses.labels(platform, status, reason).inc(n)

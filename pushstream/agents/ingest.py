@@ -14,12 +14,10 @@ import faust
 from faust.types import EventT, StreamT
 
 from pushstream import metrics
-from pushstream.agents.io import Outbox, devices_in, event_batches, message_time, preferences_in, user_events
+from pushstream.agents.io import Outbox, add_user_events, devices_in, event_batches, message_time, preferences_in
 from pushstream.app import app, rt
-from pushstream.models import UserEvents
 from pushstream.models.base import Invalid, iso, load_json_object
 from pushstream.models.registry import parse_device_event, parse_preference_event
-from pushstream.rules.keys import partition_for, user_key
 
 Parser = Callable[[dict[str, Any], Any], faust.Record]
 settings = rt.settings
@@ -28,8 +26,7 @@ pipeline = settings.pipeline
 
 def rekey_batch(events: list[EventT], kind: str, parse: Parser, outbox: Outbox) -> None:
     """Validate each record; good ones go to user-events grouped by partition, bad ones to the DLQ."""
-    partitions = rt.layout.user_partitions
-    by_partition: dict[int, list[dict[str, Any]]] = {}
+    good: list[dict[str, Any]] = []
     for event in events:
         try:
             data = load_json_object(event.message.value, max_bytes=settings.limits.max_record_bytes)
@@ -40,10 +37,9 @@ def rekey_batch(events: list[EventT], kind: str, parse: Parser, outbox: Outbox) 
         except Exception as error:  # a worker never crashes on input; the record is kept in the DLQ
             outbox.dead_letter(event, Invalid("internal_error", repr(error)), kind)
             continue
-        item = {"kind": kind, **record.asdict(), "at": iso(dt.datetime.fromtimestamp(message_time(event), dt.UTC))}
-        by_partition.setdefault(partition_for(user_key(record.app_id, record.user_id), partitions), []).append(item)
-    for partition, items in by_partition.items():
-        outbox.add(user_events, UserEvents(events=items), key=f"user-events/{partition}", partition=partition)
+        good.append({"kind": kind, **record.asdict(),
+                     "at": iso(dt.datetime.fromtimestamp(message_time(event), dt.UTC))})
+    add_user_events(outbox, good)
 
 
 def _ingest_agent(source: faust.TopicT, kind: str, parse: Parser) -> None:

@@ -6,18 +6,20 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import faust
 from faust.types import EventT, StreamT
 
 from pushstream import metrics
 from pushstream.app import app, rt
-from pushstream.models import encode
+from pushstream.models import TokenClaims, UserEvents, encode
 from pushstream.models.base import Invalid
 from pushstream.models.dlq import dead_letter
+from pushstream.rules.keys import partition_for, user_key
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def topic(name: str) -> faust.TopicT:
@@ -69,9 +71,6 @@ class Outbox:
             key=message.key,
         )
 
-    def __len__(self) -> int:
-        return len(self._pending)
-
     async def flush(self, *, wait: bool = True) -> None:
         """Hand everything to the producer; with ``wait``, also wait for the broker's acks.
 
@@ -121,8 +120,23 @@ def message_time(event: EventT) -> float:
     return float(ts) if ts else time.time()
 
 
-def group(items: Iterable[tuple[int, Any]]) -> dict[int, list[Any]]:
-    grouped: dict[int, list[Any]] = {}
-    for partition, item in items:
-        grouped.setdefault(partition, []).append(item)
+def by_partition(items: Iterable[T], key_of: Callable[[T], str], partitions: int) -> dict[int, list[T]]:
+    """Items grouped by the partition of their key (pushstream.rules.keys.partition_for)."""
+    grouped: dict[int, list[T]] = {}
+    for item in items:
+        grouped.setdefault(partition_for(key_of(item), partitions), []).append(item)
     return grouped
+
+
+def add_user_events(outbox: Outbox, events: Iterable[dict[str, Any]]) -> None:
+    """Registry events, as one UserEvents record per partition of their app/user."""
+    grouped = by_partition(events, lambda e: user_key(e["app_id"], e["user_id"]), rt.layout.user_partitions)
+    for partition, items in grouped.items():
+        outbox.add(user_events, UserEvents(events=items), key=f"user-events/{partition}", partition=partition)
+
+
+def add_token_claims(outbox: Outbox, claims: Iterable[dict[str, Any]]) -> None:
+    """Token claims, as one TokenClaims record per partition of their app/token fingerprint."""
+    grouped = by_partition(claims, lambda c: f"{c['app_id']}/{c['fingerprint']}", token_claims.partitions or 1)
+    for partition, items in grouped.items():
+        outbox.add(token_claims, TokenClaims(claims=items), key=f"token-claims/{partition}", partition=partition)

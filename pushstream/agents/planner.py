@@ -11,13 +11,13 @@ import time
 from faust.types import EventT, StreamT
 
 from pushstream import metrics
-from pushstream.agents.io import Outbox, event_batches, intents, message_time, notifications_in
+from pushstream.agents.io import Outbox, by_partition, event_batches, intents, message_time, notifications_in
 from pushstream.agents.scheduler import add_command, schedule_topic
 from pushstream.app import app, rt
 from pushstream.models import IntentBatch, NotificationRequest, ScheduleCommands
 from pushstream.models.base import Invalid, load_json_object
 from pushstream.models.notifications import parse_notification
-from pushstream.rules.keys import partition_for, user_key
+from pushstream.rules.keys import user_key
 
 settings = rt.settings
 
@@ -28,7 +28,8 @@ def plan(request: NotificationRequest, origin: str, outbox: Outbox, now: float) 
     partitions = rt.layout.user_partitions
     key = f"{request.app_id}/{request.id}"
     due = send_at_epoch(request.send_at)
-    if due is not None and due > now:
+    scheduled = due is not None and due > now
+    if scheduled:
         notification["received_at"] = due  # the TTL runs from the time it is sent
     planned: list[tuple[int, IntentBatch]]
     user_ids = request.target.get("user_ids")
@@ -37,13 +38,12 @@ def plan(request: NotificationRequest, origin: str, outbox: Outbox, now: float) 
         planned = [(p, IntentBatch(notification=notification, broadcast=True, origin=origin))
                    for p in range(partitions)]
     else:
-        by_partition: dict[int, list[str]] = {}
-        for user_id in user_ids:
-            by_partition.setdefault(partition_for(user_key(request.app_id, user_id), partitions), []).append(user_id)
+        grouped = by_partition(user_ids, lambda user_id: user_key(request.app_id, user_id), partitions)
         planned = [(p, IntentBatch(notification=notification, user_ids=users, origin=origin))
-                   for p, users in by_partition.items()]
+                   for p, users in grouped.items()]
     for partition, intent in planned:
-        if due is not None and due > now:
+        if scheduled:
+            assert due is not None
             command = ScheduleCommands(commands=[add_command(due, f"{key}/{origin}", intent)])
             outbox.add(schedule_topic, command, key=key, partition=partition)
         else:

@@ -11,11 +11,11 @@ from typing import Any
 from faust.types import EventT, StreamT, TableT
 
 from pushstream import metrics
-from pushstream.agents.io import Outbox, guarded, token_claims, user_events
-from pushstream.app import app, rt
+from pushstream.agents.io import Outbox, add_token_claims, add_user_events, guarded, token_claims, user_events
+from pushstream.app import app
 from pushstream.models import TokenClaims, UserEvents, decode
 from pushstream.rules import registry as rules
-from pushstream.rules.keys import partition_for, user_key
+from pushstream.rules.keys import user_key
 from pushstream.tables import devices, preferences, table_key, token_owners
 
 
@@ -44,8 +44,7 @@ class BatchView:
 
 def apply_user_events(events: list[dict[str, Any]], device_view: BatchView, pref_view: BatchView,
                       outbox: Outbox) -> None:
-    claims: dict[int, list[dict[str, Any]]] = {}
-    claim_partitions = rt.layout.partitions("pushstream.token-claims")
+    claims: list[dict[str, Any]] = []
     for event in events:
         key = user_key(event["app_id"], event["user_id"])
         kind = event["kind"]
@@ -55,10 +54,8 @@ def apply_user_events(events: list[dict[str, Any]], device_view: BatchView, pref
         current = device_view.get(key) or {}
         if kind == "device" and event["type"] == "register":
             updated, fingerprint = rules.register(current, event, event["at"])
-            claim = {"app_id": event["app_id"], "fingerprint": fingerprint, "user_id": event["user_id"],
-                     "device_id": event["device_id"], "at": event["at"]}
-            partition = partition_for(f"{event['app_id']}/{fingerprint}", claim_partitions)
-            claims.setdefault(partition, []).append(claim)
+            claims.append({"app_id": event["app_id"], "fingerprint": fingerprint, "user_id": event["user_id"],
+                           "device_id": event["device_id"], "at": event["at"]})
         elif kind == "device":
             updated = rules.unregister(current, event["device_id"])
         elif kind in ("release", "deactivate"):
@@ -70,8 +67,7 @@ def apply_user_events(events: list[dict[str, Any]], device_view: BatchView, pref
         else:
             continue
         device_view.set(key, updated or None)
-    for partition, items in claims.items():
-        outbox.add(token_claims, TokenClaims(claims=items), key=f"token-claims/{partition}", partition=partition)
+    add_token_claims(outbox, claims)
 
 
 @app.agent(user_events, name="pushstream.registry")
@@ -118,14 +114,7 @@ async def token_ownership(stream: StreamT) -> None:
         async def work(event: EventT = event) -> None:
             batch = decode(TokenClaims, event.value)
             owners, outbox = BatchView(token_owners), Outbox()
-            releases = owner_changes(batch.claims, owners)
-            by_partition: dict[int, list[dict[str, Any]]] = {}
-            for release in releases:
-                key = user_key(release["app_id"], release["user_id"])
-                by_partition.setdefault(partition_for(key, rt.layout.user_partitions), []).append(release)
-            for partition, items in by_partition.items():
-                outbox.add(user_events, UserEvents(events=items), key=f"user-events/{partition}",
-                           partition=partition)
+            add_user_events(outbox, owner_changes(batch.claims, owners))
             # Releases must be durable before the new owner is: a replay finds the new owner already
             # recorded and would not release the old device again.
             await outbox.flush()

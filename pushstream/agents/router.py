@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -32,6 +33,8 @@ from pushstream.tables import devices, partition_items, preferences, table_key, 
 settings = rt.settings
 DELIVERY_PARTITIONS = {(platform, lane): to.partitions or 1 for (platform, lane), to in deliveries.items()}
 PAYLOAD_LIMITS = {"apns": APNS_MAX, "fcm": FCM_MAX, "webpush": WEBPUSH_MAX}
+# FCM counts the whole message, token included: room for a long registration token and its key.
+FCM_TOKEN_ALLOWANCE = len(orjson.dumps({"token": "x" * 200}))
 
 
 class PayloadCache:
@@ -48,7 +51,7 @@ class PayloadCache:
             n = self.notification
             title, body, _ = localize(n.get("title"), n.get("body"), n.get("localized"), locale)
             payload = build_payload(platform, n, title, body)
-            size = len(orjson.dumps(payload)) + (len(orjson.dumps({"token": "x" * 200})) if platform == "fcm" else 0)
+            size = len(orjson.dumps(payload)) + (FCM_TOKEN_ALLOWANCE if platform == "fcm" else 0)
             cached = payload if size <= PAYLOAD_LIMITS[platform] else "payload_too_large"
             self._cache[(platform, variant)] = cached
         return cached
@@ -77,6 +80,11 @@ def route_intent(intent: IntentBatch, partition: int, outbox: Outbox, states: Ba
     render = render or PayloadCache(n)
     at = iso(now)
     batches: dict[str, list[dict[str, Any]]] = {}
+    tally: Counter[tuple[str, str, str]] = Counter()
+
+    def configured(platform: str) -> bool:
+        return app_settings is not None and app_settings.platform_configured(platform)
+
     if users is None:
         users = targeted_users(intent, partition)
     for user_id, user_devices in users:
@@ -85,7 +93,7 @@ def route_intent(intent: IntentBatch, partition: int, outbox: Outbox, states: Ba
         key = user_key(app_id, user_id)
         result = fan_out_user(
             n, app_id, user_id, user_devices, preferences.get(table_key(key)), states.get(key), now,
-            configured=lambda p: app_settings is not None and app_settings.platform_configured(p),
+            configured=configured,
             render=render,
             origin=intent.origin,
             only_devices=(intent.devices or {}).get(user_id) if intent.devices is not None else None,
@@ -93,7 +101,7 @@ def route_intent(intent: IntentBatch, partition: int, outbox: Outbox, states: Ba
         for platform, items in result.deliveries.items():
             batches.setdefault(platform, []).extend(items)
         for device_id, platform, status, reason in result.outcomes:
-            metrics.statuses.labels(platform, status, reason or "").inc()
+            tally[(platform, status, reason or "")] += 1
             outbox.add(status_out, StatusEvent(notification_id=nid, app_id=app_id, user_id=user_id,
                                                device_id=device_id, platform=platform, status=status,
                                                reason=reason, at=at), key=user_id)
@@ -106,6 +114,7 @@ def route_intent(intent: IntentBatch, partition: int, outbox: Outbox, states: Ba
             ident = f"{app_id}/{nid}/{user_id}/quiet"
             command = ScheduleCommands(commands=[add_command(result.deferred_until.timestamp(), ident, later)])
             outbox.add(schedule_topic, command, key=key, partition=partition)
+    metrics.count_statuses(tally)
     chunk = settings.pipeline.delivery_chunk
     for platform, items in batches.items():
         metrics.deliveries_planned.labels(platform, lane).inc(len(items))

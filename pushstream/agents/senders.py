@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,23 +23,24 @@ from faust.types import EventT, StreamT
 from pushstream import metrics
 from pushstream.agents.io import (
     Outbox,
+    add_user_events,
     deliveries,
     dlq,
     event_batches,
     guarded,
     status_out,
     topic,
-    user_events,
 )
 from pushstream.app import app, rt
-from pushstream.models import DeliveryBatch, StatusEvent, UserEvents, decode
+from pushstream.models import DeliveryBatch, StatusEvent, decode
 from pushstream.models.base import iso, utcnow
 from pushstream.models.dlq import dead_letter
 from pushstream.models.notifications import lane_of
 from pushstream.providers import senders as provider_senders
 from pushstream.providers.outcome import Sender
 from pushstream.rules.delivery import Disposition, dispose
-from pushstream.rules.keys import partition_for, token_fingerprint, user_key
+from pushstream.rules.keys import partition_for
+from pushstream.rules.registry import address_fingerprint
 
 settings = rt.settings
 pipeline = settings.pipeline
@@ -83,11 +85,6 @@ pool = SenderPool()
 NOT_CONFIGURED = Disposition("dead_lettered", "platform_not_configured", dead_letter=True)
 
 
-def address_fingerprint(platform: str, item: dict[str, Any]) -> str:
-    address = item["subscription"]["endpoint"] if platform == "webpush" else item["token"]
-    return token_fingerprint(platform, address)
-
-
 async def send_batches(batches: Sequence[DeliveryBatch], outbox: Outbox) -> None:
     """Send every device of these batches and add each outcome to the outbox."""
     now = time.time()
@@ -103,7 +100,8 @@ async def send_batches(batches: Sequence[DeliveryBatch], outbox: Outbox) -> None
 
     results = await asyncio.gather(*(send(batch, sender) for batch, sender in plans))
     at = iso(utcnow())
-    deactivations: dict[int, list[dict[str, Any]]] = {}
+    deactivations: list[dict[str, Any]] = []
+    tally: Counter[tuple[str, str, str]] = Counter()
     for (batch, _), verdicts in zip(plans, results, strict=True):
         retry_items: list[dict[str, Any]] = []
         retry_at = 0.0
@@ -117,7 +115,7 @@ async def send_batches(batches: Sequence[DeliveryBatch], outbox: Outbox) -> None
                     base=pipeline.retry_base_seconds, cap=pipeline.retry_max_seconds, expires_at=batch.expires_at)
             status, reason = disposition.status, disposition.reason
             provider_status = verdict.provider_status if verdict is not None else None
-            metrics.statuses.labels(batch.platform, status, reason or "").inc()
+            tally[(batch.platform, status, reason or "")] += 1
             outbox.add(status_out, StatusEvent(
                 notification_id=batch.notification_id, app_id=batch.app_id, user_id=item["user_id"],
                 device_id=item["device_id"], platform=batch.platform, status=status, reason=reason,
@@ -125,8 +123,7 @@ async def send_batches(batches: Sequence[DeliveryBatch], outbox: Outbox) -> None
             ), key=item["user_id"])
             if disposition.deactivate:
                 # Feedback: the registry deactivates the device if it still holds this token.
-                partition = partition_for(user_key(batch.app_id, item["user_id"]), rt.layout.user_partitions)
-                deactivations.setdefault(partition, []).append({
+                deactivations.append({
                     "kind": "deactivate", "app_id": batch.app_id, "user_id": item["user_id"],
                     "device_id": item["device_id"], "fingerprint": fingerprint,
                     "reason": f"{batch.platform}:{reason or 'invalid_token'}", "at": at})
@@ -149,8 +146,8 @@ async def send_batches(batches: Sequence[DeliveryBatch], outbox: Outbox) -> None
                                      "not_before": retry_at})
             outbox.add(retries[batch.platform], retry, key=f"{batch.app_id}/{batch.notification_id}",
                        partition=partition)
-    for partition, items in deactivations.items():
-        outbox.add(user_events, UserEvents(events=items), key=f"user-events/{partition}", partition=partition)
+    add_user_events(outbox, deactivations)
+    metrics.count_statuses(tally)
 
 
 async def run_sender(stream: StreamT, agent_name: str, *, wait_until_due: bool, batches_at_once: int) -> None:

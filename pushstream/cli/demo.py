@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import socket
 import sys
 import time
 from collections import Counter
@@ -21,21 +20,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pushstream.config import load_settings
 from pushstream.testing.fakes import webpush_subscription
 from pushstream.testing.fakes.control import FakesProcess
-from pushstream.testing.stack import WorkerProcess, dev_app_config, wait_until
+from pushstream.testing.stack import WorkerProcess, dev_app_config, free_port, wait_until
 from pushstream.topology import apply_topics, kafka_bootstrap, load_layout
 
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "demo-key"
 PLATFORMS = ("apns", "fcm", "webpush")
-
-
-def free_port(preferred: int) -> int:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", preferred))
-        except OSError:
-            s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def say(text: str = "") -> None:

@@ -9,11 +9,20 @@ Device = dict[str, Any]
 Devices = dict[str, Device]
 
 
+def address_of(platform: str, entry: dict[str, Any]) -> str:
+    """What a provider delivers to: the token, or the Web Push endpoint, of a device, event or delivery item."""
+    if platform == "webpush":
+        return str(entry["subscription"]["endpoint"])
+    return str(entry["token"])
+
+
 def device_address(device: Device) -> str:
-    """What a provider delivers to: the token, or the Web Push endpoint."""
-    if device["platform"] == "webpush":
-        return str(device["subscription"]["endpoint"])
-    return str(device["token"])
+    return address_of(device["platform"], device)
+
+
+def address_fingerprint(platform: str, entry: dict[str, Any]) -> str:
+    """The fingerprint of the token or endpoint: how tables, statuses and views name an address."""
+    return token_fingerprint(platform, address_of(platform, entry))
 
 
 def register(devices: Devices, event: dict[str, Any], at: str) -> tuple[Devices, str | None]:
@@ -22,8 +31,7 @@ def register(devices: Devices, event: dict[str, Any], at: str) -> tuple[Devices,
     The same token on another device of this user moves to the new device (one device per token).
     A re-registration reactivates a device a provider had rejected: the app has vouched for it again.
     """
-    address = event["subscription"]["endpoint"] if event["platform"] == "webpush" else event["token"]
-    fingerprint = token_fingerprint(event["platform"], address)
+    fingerprint = address_fingerprint(event["platform"], event)
     updated = {k: v for k, v in devices.items() if k == event["device_id"] or v.get("fingerprint") != fingerprint}
     previous = devices.get(event["device_id"], {})
     updated[event["device_id"]] = {

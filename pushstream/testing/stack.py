@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,16 @@ from typing import Any
 import httpx
 
 BIN = Path(sys.executable).parent
+
+
+def free_port(preferred: int = 0) -> int:
+    """A loopback port to listen on: ``preferred`` when it is free, else one the OS picks."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+        except OSError:
+            s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def dev_app_config(setup: dict[str, Any], api_keys: list[str]) -> dict[str, Any]:

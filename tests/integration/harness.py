@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -25,19 +24,13 @@ from aiokafka.structs import ConsumerRecord
 
 from pushstream.testing.fakes import webpush_subscription
 from pushstream.testing.fakes.control import FakesClient, FakesProcess
-from pushstream.testing.stack import WorkerProcess, dev_app_config, wait_until
+from pushstream.testing.stack import WorkerProcess, dev_app_config, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER = os.environ.get("PUSHSTREAM_TEST_BROKER", "127.0.0.1:9092")
 BIN = Path(sys.executable).parent
 DEMO_KEY = "key-demo"
 OTHER_KEY = "key-other"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(condition: Callable[[], Any], *, timeout: float, interval: float = 0.1, what: str = "condition") -> Any:

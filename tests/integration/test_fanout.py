@@ -4,18 +4,14 @@ both of two workers."""
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import orjson
 
+from pushstream.testing.fakes.credentials import b64url
 from tests.integration.harness import DEMO_KEY, OTHER_KEY, Deployment, Kafka, Worker, make_deployment, wait_for
 
 APNS_TOKEN = "a0" * 32
-
-
-def b64url(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 P256DH = b64url(b"\x04" + bytes(range(64)))
