@@ -48,5 +48,23 @@ app = faust.App(
 
 # Importing registers the tables, agents and views on the app.
 from pushstream import tables  # noqa: E402,F401
-from pushstream.agents import ingest, planner, registry, router, scheduler, senders  # noqa: E402,F401
+from pushstream.agents import ingest, planner, registry, router, scheduler  # noqa: E402,F401
+from pushstream.agents.senders import SenderService, sender_services  # noqa: E402
 from pushstream.web import views  # noqa: E402,F401
+
+# The sender tier runs in this process too (its own consumer groups, one per lane, each poll settled in one
+# Kafka transaction; see agents/senders.py).
+senders: list[SenderService] = []
+
+
+@app.task
+async def _start_senders() -> None:
+    for service in sender_services(settings, rt.layout):
+        await service.start()
+        senders.append(service)
+
+
+@app.on_before_shutdown.connect
+async def _stop_senders(*args: object, **kwargs: object) -> None:
+    for service in senders:
+        await service.stop()

@@ -20,6 +20,10 @@ deliveries_planned = Counter(
     "pushstream_deliveries_planned_total", "Devices routed to a delivery topic", ["platform", "lane"],
     registry=REGISTRY,
 )
+sends_skipped = Counter(
+    "pushstream_sends_skipped_total", "Devices of delivery batches skipped because their outcome was already committed",
+    ["lane"], registry=REGISTRY,
+)
 batch_seconds = Histogram(
     "pushstream_batch_seconds", "Time to process one batch, per agent", ["agent"], registry=REGISTRY,
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),

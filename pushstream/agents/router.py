@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -28,8 +29,9 @@ from pushstream.providers.webpush.payload import MAX_PLAINTEXT_BYTES as WEBPUSH_
 from pushstream.rules.fanout import fan_out_user
 from pushstream.rules.keys import user_key
 from pushstream.rules.localization import localize, render_key
-from pushstream.tables import devices, partition_items, preferences, table_key, user_state
+from pushstream.tables import cursors, devices, partition_items, preferences, table_key, user_state
 
+log = logging.getLogger(__name__)
 settings = rt.settings
 DELIVERY_PARTITIONS = {(platform, lane): to.partitions or 1 for (platform, lane), to in deliveries.items()}
 PAYLOAD_LIMITS = {"apns": APNS_MAX, "fcm": FCM_MAX, "webpush": WEBPUSH_MAX}
@@ -60,18 +62,20 @@ class PayloadCache:
 USERS_PER_STEP = 500  # a broadcast is routed in steps, yielding to the other agents between them
 
 
-def targeted_users(intent: IntentBatch, partition: int) -> Iterator[tuple[str, dict[str, Any] | None]]:
-    """(user_id, devices) of the intent's users on this partition: listed ones, or all for a broadcast."""
+def targeted_users(intent: IntentBatch, partition: int, after: str | None = None
+                   ) -> Iterator[tuple[str, dict[str, Any] | None]]:
+    """(user_id, devices) of the intent's users on this partition: listed ones, or all for a broadcast
+    (in key order, from just after the table key ``after``)."""
     app_id = intent.notification["app_id"]
     if intent.broadcast:
         prefix = f"{app_id}/"
-        return ((k[len(prefix):], v) for k, v in partition_items(devices, partition) if k.startswith(prefix))
+        return ((k[len(prefix):], v) for k, v in partition_items(devices, partition, prefix, after))
     return ((u, devices.get(table_key(user_key(app_id, u)))) for u in intent.user_ids or ())
 
 
 def route_intent(intent: IntentBatch, partition: int, outbox: Outbox, states: BatchView, now: dt.datetime,
                  users: Iterable[tuple[str, dict[str, Any] | None]] | None = None,
-                 render: PayloadCache | None = None) -> None:
+                 render: PayloadCache | None = None, batch_prefix: str | None = None) -> None:
     """Route ``users`` (default: all the intent targets on this partition) into the outbox and states."""
     n = intent.notification
     app_id, nid, channel = n["app_id"], n["id"], n["channel"]
@@ -116,6 +120,7 @@ def route_intent(intent: IntentBatch, partition: int, outbox: Outbox, states: Ba
             outbox.add(schedule_topic, command, key=key, partition=partition)
     metrics.count_statuses(tally)
     chunk = settings.pipeline.delivery_chunk
+    prefix = batch_prefix or f"{intent.origin or nid}/{partition}"
     for platform, items in batches.items():
         metrics.deliveries_planned.labels(platform, lane).inc(len(items))
         for start in range(0, len(items), chunk):
@@ -124,25 +129,78 @@ def route_intent(intent: IntentBatch, partition: int, outbox: Outbox, states: Ba
                 DeliveryBatch(notification_id=nid, app_id=app_id, platform=platform, channel=channel,
                               priority=n["priority"], items=items[start:start + chunk],
                               expires_at=None if n.get("ttl") is None else n["received_at"] + n["ttl"],
-                              collapse_key=n.get("collapse_key")),
+                              collapse_key=n.get("collapse_key"), batch_id=f"{prefix}/{platform}/{start // chunk}"),
                 key=f"{app_id}/{nid}",
                 partition=partition % DELIVERY_PARTITIONS[(platform, lane)],
             )
 
 
+def owns(event: EventT) -> bool:
+    """Whether this worker may go on routing the event's partition. Faust sets ``rebalancing`` before it
+    revokes anything (and drops the partitions' RocksDB handles), so a step never starts during a rebalance."""
+    assignor = app.assignor
+    return not app.rebalancing and assignor is not None and event.message.tp in assignor.assigned_actives()
+
+
+def abandon(event: EventT) -> None:
+    """Leave the event unfinished: mark it so Faust never counts its offset as done on this worker (a late ack
+    of a revoked partition would otherwise survive into the next assignment); it is fetched again from the
+    committed offset by whoever owns the partition next, and resumes at the cursor."""
+    message: Any = event.message
+    message.acked = True
+    consumer: Any = app.consumer
+    unacked = getattr(consumer, "_unacked_messages", None)
+    if unacked is not None:
+        unacked.discard(message)
+
+
 async def route_event(event: EventT) -> None:
-    """Route one intent, USERS_PER_STEP users at a time."""
+    """Route one intent, USERS_PER_STEP users at a time.
+
+    Each step's deliveries and statuses are acked before the users' memory (and, for a broadcast, the
+    partition's cursor) records it, so a crash repeats at most the step in progress, and that step is routed
+    again into batches with the same ids, which the senders never send twice. A broadcast resumes at its
+    cursor after a crash or a rebalance. When the partition is revoked mid-way the step loop stops without
+    writing: the new owner continues from the cursor (this event's offset was never committed).
+    """
     intent = decode(IntentBatch, event.value)
-    partition = event.message.partition
+    message = event.message
+    partition = message.partition
+    origin = intent.origin or f"{message.topic}:{partition}:{message.offset}"
     render = PayloadCache(intent.notification)
-    users = iter(targeted_users(intent, partition))
-    while step := list(itertools.islice(users, USERS_PER_STEP)):
+    cursor_key = table_key(f"{origin}|{partition}")
+    cursor = (cursors.get(cursor_key) if intent.broadcast else None) or {"step": 0, "after": None, "done": False}
+    if cursor["done"]:
+        return  # routed completely before a crash: the replayed intent has nothing left to do
+    step_no, after = cursor["step"], cursor["after"]
+    listed = iter(targeted_users(intent, partition)) if not intent.broadcast else None
+    app_id = intent.notification["app_id"]
+    while True:
+        if not owns(event):
+            log.info("router: rebalance while routing %s on partition %d: left for the owner to resume",
+                     origin, partition)
+            abandon(event)
+            return
+        # A fresh iterator per step: the RocksDB of a partition can be closed while this coroutine waits.
+        source = targeted_users(intent, partition, after) if listed is None else listed
+        step = list(itertools.islice(source, USERS_PER_STEP))
+        if not step:
+            break
         states, outbox = BatchView(user_state), Outbox()
-        route_intent(intent, partition, outbox, states, dt.datetime.now(dt.UTC), users=step, render=render)
-        # Deliveries and statuses are acked before the users' memory says "sent": a crash in between repeats
-        # this step's sends (the in-flight window the contract allows) but never loses one.
+        route_intent(intent, partition, outbox, states, dt.datetime.now(dt.UTC), users=step, render=render,
+                     batch_prefix=f"{origin}/{partition}/{step_no}")
         await outbox.flush()
+        if not owns(event):
+            log.info("router: rebalance after step %d of %s on partition %d", step_no, origin, partition)
+            abandon(event)
+            return
         states.write()
+        step_no += 1
+        after = user_key(app_id, step[-1][0])
+        if intent.broadcast:
+            cursors[cursor_key] = {"step": step_no, "after": after, "done": False}
+    if intent.broadcast:
+        cursors[cursor_key] = {"step": step_no, "after": after, "done": True}
 
 
 def _router(source: faust.TopicT, lane: str) -> None:
@@ -152,7 +210,16 @@ def _router(source: faust.TopicT, lane: str) -> None:
         async for event in stream.events():
 
             async def work(event: EventT = event) -> None:
-                await route_event(event)
+                try:
+                    await route_event(event)
+                except Exception:
+                    if owns(event):
+                        raise  # a real error: guarded dead-letters the intent
+                    # Failed because the partition went away mid-step (its RocksDB handle was dropped):
+                    # not an error of the intent; the partition's next owner routes it.
+                    log.warning("router: step of partition %d failed during a rebalance; left to its owner",
+                                event.message.partition, exc_info=True)
+                    abandon(event)
 
             with metrics.batch_seconds.labels(name).time():
                 await guarded(name, [event], work)

@@ -1,58 +1,81 @@
-"""Senders: one agent per platform and lane, plus a retry agent per platform.
+"""The sender tier: consume delivery and retry batches of one lane, send them, and write every outcome.
 
-Feedback happens here too: an invalid-token outcome is written as its status record and, in the same
-outbox, as a `deactivate` event for the registry (reading the whole status stream back would cost every
-delivery a second trip through Faust for the rare dead token).
+Why not a Faust agent: Faust commits offsets on a timer, after flushing everything its producer holds, so
+under load the uncommitted window grows to seconds of deliveries, and it cannot tie a commit to a batch.
+Here each poll is settled in one Kafka transaction: the status records, retry batches, dead letters,
+deactivations, a "sent" memory entry per batch *and* the consumer offsets commit together or not at all.
+So a crash repeats only the sends that were on the wire when it happened (the poll in progress), and a
+batch whose outcome was committed is never sent again:
+- its offset is committed atomically with its statuses, so no consumer of this group reads it again;
+- the router may route the same users again after its own crash; it gives a re-routed batch the same
+  ``batch_id``, and the sent memory (the compacted ``pushstream.sent`` topic, loaded per partition on
+  assignment, written in the same transaction) makes the sender skip it;
+- on a rebalance the revoked partitions' poll in progress is settled before they are handed over.
 
-Each agent takes a few delivery batches at once, sends every device of them concurrently through the
-platform's client, and acks only when every device has an outcome: a status record, a retry batch or a
-dead letter. Platforms are isolated: their own agents, clients, connection pools and retry topics.
+Retries live on per-lane retry topics; a partition whose head is not due yet is paused until it is (and
+its position rewound), so it never blocks the other partitions or the lane's deliveries.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import time
-from collections import Counter
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
-from faust.types import EventT, StreamT
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
 
 from pushstream import metrics
-from pushstream.agents.io import (
-    Outbox,
-    add_user_events,
-    deliveries,
-    dlq,
-    event_batches,
-    guarded,
-    status_out,
-    topic,
-)
-from pushstream.app import app, rt
-from pushstream.models import DeliveryBatch, StatusEvent, decode
+from pushstream.config import Settings
+from pushstream.models import DeliveryBatch, UserEvents, decode, encode
 from pushstream.models.base import iso, utcnow
 from pushstream.models.dlq import dead_letter
 from pushstream.models.notifications import lane_of
 from pushstream.providers import senders as provider_senders
-from pushstream.providers.outcome import Sender
-from pushstream.rules.delivery import Disposition, dispose
-from pushstream.rules.keys import partition_for
-from pushstream.rules.registry import address_fingerprint
+from pushstream.providers.outcome import Sender, Verdict
+from pushstream.rules.keys import partition_for, user_key
+from pushstream.rules.settle import RetryPolicy, Settlement, settle
+from pushstream.topology import TopicLayout
 
-settings = rt.settings
-pipeline = settings.pipeline
+log = logging.getLogger(__name__)
+
 PLATFORMS = ("apns", "fcm", "webpush")
-retries = {platform: topic(f"pushstream.retry.{platform}") for platform in PLATFORMS}
-RETRY_PARTITIONS = {platform: retries[platform].partitions or 1 for platform in PLATFORMS}
+LANES = ("transactional", "bulk")
+Record = tuple[str, bytes | None, bytes, int | None]  # topic, key, value, partition
+
+
+def lane_suffix(lane: str) -> str:
+    return "" if lane == "transactional" else ".bulk"
+
+
+def delivery_topic(platform: str, lane: str) -> str:
+    return f"pushstream.deliveries.{platform}{lane_suffix(lane)}"
+
+
+def retry_topic(platform: str, lane: str) -> str:
+    return f"pushstream.retry.{platform}{lane_suffix(lane)}"
+
+
+def bootstrap_servers(settings: Settings) -> str:
+    """Faust's broker URL list (``kafka://host:port;kafka://…``) as a bootstrap string."""
+    hosts = []
+    for url in settings.kafka.broker.replace(",", ";").split(";"):
+        url = url.strip()
+        if url:
+            hosts.append(url.split("://", 1)[-1].rstrip("/"))
+    return ",".join(hosts)
 
 
 class SenderPool:
-    """One started client per (app, platform), created inside the running loop on first use."""
+    """One started client per (app, platform, lane), created inside the running loop on first use."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self._senders: dict[tuple[str, str, str], Sender] = {}
         self._lock = asyncio.Lock()
 
@@ -65,11 +88,11 @@ class SenderPool:
             return sender
         async with self._lock:
             if key not in self._senders:
-                app_settings = settings.app(app_id)
+                app_settings = self.settings.app(app_id)
                 platform_settings = getattr(app_settings, platform, None) if app_settings else None
                 if platform_settings is None:
                     return None
-                limit = pipeline.bulk_max_in_flight if lane == "bulk" else None
+                limit = self.settings.pipeline.bulk_max_in_flight if lane == "bulk" else None
                 sender = provider_senders.create(platform, platform_settings, max_in_flight=limit)
                 await sender.start()
                 self._senders[key] = sender
@@ -81,117 +104,314 @@ class SenderPool:
         self._senders.clear()
 
 
-pool = SenderPool()
-NOT_CONFIGURED = Disposition("dead_lettered", "platform_not_configured", dead_letter=True)
+class SentMemory:
+    """Ids of batches whose outcome is committed, loaded per partition of the ``pushstream.sent`` topic."""
+
+    def __init__(self, cap: int = 2_000_000) -> None:
+        self._ids: dict[str, None] = {}
+        self._cap = cap
+        self.loaded: set[int] = set()
+
+    def __contains__(self, batch_id: str) -> bool:
+        return batch_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, batch_id: str) -> None:
+        self._ids[batch_id] = None
+        if len(self._ids) > self._cap:  # the oldest first: dicts keep insertion order
+            for old in list(self._ids)[: len(self._ids) - self._cap]:
+                del self._ids[old]
+
+    async def load(self, servers: str, topic: str, partitions: Iterable[int]) -> int:
+        """Read the committed entries of these memory partitions (compacted; small: one per batch)."""
+        wanted = sorted(set(partitions) - self.loaded)
+        if not wanted:
+            return 0
+        consumer = AIOKafkaConsumer(bootstrap_servers=servers, group_id=None, enable_auto_commit=False,
+                                    isolation_level="read_committed")
+        await consumer.start()
+        count = 0
+        try:
+            tps = [TopicPartition(topic, p) for p in wanted]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            # read_committed: the end offsets are the last stable offsets, so an open transaction of a dead
+            # producer is not waited for (what it wrote is not committed and will be aborted).
+            ends = await consumer.end_offsets(tps)
+            remaining = {tp for tp in tps if ends[tp] > 0}
+            while remaining:
+                batch = await consumer.getmany(*remaining, timeout_ms=500)
+                for messages in batch.values():
+                    for message in messages:
+                        if message.key is not None:
+                            self.add(message.key.decode("utf-8"))
+                            count += 1
+                for tp in list(remaining):
+                    if await consumer.position(tp) >= ends[tp]:
+                        remaining.discard(tp)
+            self.loaded.update(wanted)
+        finally:
+            await consumer.stop()
+        return count
 
 
-async def send_batches(batches: Sequence[DeliveryBatch], outbox: Outbox) -> None:
-    """Send every device of these batches and add each outcome to the outbox."""
-    now = time.time()
-    plans = []
-    for batch in batches:
-        sender = await pool.get(batch.app_id, batch.platform, lane_of(batch.channel))
-        plans.append((batch, sender))
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, service: SenderService) -> None:
+        self.service = service
 
-    async def send(batch: DeliveryBatch, sender: Sender | None) -> list[Any]:
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        # Settle the poll in progress before the partitions go: the next owner starts at its committed offset.
+        async with self.service.lock:
+            self.service.forget(revoked)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.service.remember(assigned)
+
+
+class SenderService:
+    """One lane's sender: a consumer group over that lane's delivery and retry topics."""
+
+    def __init__(self, settings: Settings, layout: TopicLayout, lane: str, *,
+                 platforms: Sequence[str] = PLATFORMS, instance: str | None = None) -> None:
+        if lane not in LANES:
+            raise ValueError(f"unknown lane {lane!r}")
+        self.settings, self.layout, self.lane = settings, layout, lane
+        self.platforms = tuple(platforms)
+        self.servers = bootstrap_servers(settings)
+        # One consumer group per (lane, platform set): a provider that answers slowly holds only its own
+        # transactions and rebalances, never another platform's or lane's.
+        self.group = f"{settings.topic('pushstream')}-sender-{lane}-{'+'.join(self.platforms)}"
+        instance = instance or os.environ.get("PUSHSTREAM_WORKER_ID")
+        self.static = instance is not None
+        self.instance = instance or uuid.uuid4().hex[:12]
+        self.delivery_topics = {settings.topic(delivery_topic(p, lane)): p for p in self.platforms}
+        self.retry_topics = {settings.topic(retry_topic(p, lane)): p for p in self.platforms}
+        self.sent_topic = settings.topic("pushstream.sent")
+        self.sent_partitions = layout.partitions("pushstream.sent")
+        self.status_topic = settings.topic("pushstream.status")
+        self.dlq_topic = settings.topic("pushstream.dlq")
+        self.user_events_topic = settings.topic("pushstream.user-events")
+        pipeline = settings.pipeline
+        self.policy = RetryPolicy(pipeline.max_attempts, pipeline.retry_base_seconds, pipeline.retry_max_seconds)
+        self.max_batches = pipeline.sender_batches if lane == "transactional" else pipeline.bulk_sender_batches
+        self.pool = SenderPool(settings)
+        self.memory = SentMemory()
+        self.lock = asyncio.Lock()
+        self._paused: dict[TopicPartition, float] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.ready = asyncio.Event()
+        self.settled = 0  # batches settled by this process (for tests and logs)
+
+    async def start(self) -> None:
+        # The transactional id is stable across restarts of the same worker: starting the producer fences a
+        # crashed predecessor and aborts its open transaction at once.
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.servers, transactional_id=f"{self.group}-{self.instance}",
+            enable_idempotence=True, acks="all", linger_ms=2, max_batch_size=512 * 1024,
+            max_request_size=4 * 1024 * 1024, transaction_timeout_ms=15000)
+        await self._producer.start()
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.servers, group_id=self.group, enable_auto_commit=False,
+            auto_offset_reset="earliest", isolation_level="read_committed",
+            group_instance_id=self.instance if self.static else None,
+            max_poll_records=self.max_batches, session_timeout_ms=10000, heartbeat_interval_ms=2000,
+            max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=16 * 1024 * 1024)
+        self._consumer.subscribe([*self.delivery_topics, *self.retry_topics], listener=_Rebalance(self))
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run(), name=f"pushstream.sender.{self.lane}")
+        log.info("sender %s started: group %s, instance %s", self.lane, self.group, self.instance)
+
+    async def stop(self) -> None:
+        """Finish the poll in progress, leave the group, close clients."""
+        self._stopping = True
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, timeout=30)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+            except Exception:
+                log.exception("sender %s stopped with an error", self.lane)
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+        await self.pool.close()
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        return self._task
+
+    # Rebalance callbacks -------------------------------------------------------------------------------------
+    def forget(self, revoked: Iterable[TopicPartition]) -> None:
+        for tp in revoked:
+            self._paused.pop(tp, None)
+        # Another process may settle batches of these partitions now: reload their memory when they return.
+        self.memory.loaded.difference_update(tp.partition % self.sent_partitions for tp in revoked)
+
+    async def remember(self, assigned: Iterable[TopicPartition]) -> None:
+        partitions = {tp.partition % self.sent_partitions for tp in assigned}
+        started = time.monotonic()
+        count = await self.memory.load(self.servers, self.sent_topic, partitions)
+        log.info("sender %s: %d partitions assigned, %d sent-memory entries loaded in %.0f ms", self.lane,
+                 len(list(assigned)) if not isinstance(assigned, set) else len(assigned), count,
+                 (time.monotonic() - started) * 1000)
+        self.ready.set()
+
+    # The loop ------------------------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        while not self._stopping:
+            self._resume_due(consumer)
+            polled = await consumer.getmany(timeout_ms=100, max_records=self.max_batches)
+            if not polled:
+                continue
+            async with self.lock:
+                assigned = consumer.assignment()
+                work: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes]]] = []
+                offsets: dict[TopicPartition, int] = {}
+                now = time.time()
+                for tp, messages in polled.items():
+                    if tp not in assigned or tp in self._paused:
+                        continue  # revoked while polled, or rewound: the records come again
+                    for message in messages:
+                        due = self._not_before(tp, message)
+                        if due is not None and due > now:
+                            # Not due: rewind and pause this partition only, until it is.
+                            consumer.seek(tp, message.offset)
+                            consumer.pause(tp)
+                            self._paused[tp] = due
+                            break
+                        work.append((tp, message))
+                        offsets[tp] = message.offset + 1
+                if offsets:
+                    with metrics.batch_seconds.labels(f"sender_{self.lane}").time():
+                        await self._settle(work, offsets)
+
+    def _not_before(self, tp: TopicPartition, message: ConsumerRecord[bytes, bytes]) -> float | None:
+        if tp.topic not in self.retry_topics:
+            return None
+        try:
+            value = orjson.loads(message.value)
+            return float(value.get("not_before") or 0.0)
+        except Exception:
+            return None  # undecodable: dead-lettered by _settle
+
+    def _resume_due(self, consumer: AIOKafkaConsumer) -> None:
+        if not self._paused:
+            return
+        now = time.time()
+        for tp, due in list(self._paused.items()):
+            if due <= now:
+                del self._paused[tp]
+                consumer.resume(tp)
+
+    async def _settle(self, work: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes]]],
+                      offsets: dict[TopicPartition, int]) -> None:
+        records: list[Record] = []
+        batches: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes], DeliveryBatch, str]] = []
+        for tp, message in work:
+            try:
+                batch = decode(DeliveryBatch, message.value)
+                batch_id = batch.batch_id or f"{tp.topic}:{tp.partition}:{message.offset}"
+            except Exception as exc:
+                records.append(self._dead_letter_record(tp, message, "internal_error", repr(exc)[:500]))
+                continue
+            if batch_id in self.memory:
+                metrics.sends_skipped.labels(self.lane).inc(len(batch.items))
+                continue  # settled before (a batch routed twice): never sent twice
+            batches.append((tp, message, batch, batch_id))
+        results = await asyncio.gather(*(self._send(batch) for _, _, batch, _ in batches))
+        # Retry delays count from the answer, not from before the send.
+        now, at = time.time(), iso(utcnow())
+        deactivations: list[dict[str, Any]] = []
+        for (tp, message, batch, batch_id), verdicts in zip(batches, results, strict=True):
+            try:
+                outcome = settle(batch, verdicts, now=now, at=at, policy=self.policy)
+            except Exception as exc:  # a corrupt batch must not stop the lane
+                log.exception("sender %s: cannot settle batch %s", self.lane, batch_id)
+                records.append(self._dead_letter_record(tp, message, "internal_error", repr(exc)[:500]))
+                continue
+            self._add_outcome(records, tp, message, batch, outcome)
+            deactivations.extend(outcome.deactivations)
+            records.append((self.sent_topic, batch_id.encode(), b"1", tp.partition % self.sent_partitions))
+        records.extend(self._user_events(deactivations))
+        await self._commit(records, offsets)
+        for _, _, _, batch_id in batches:
+            self.memory.add(batch_id)
+        self.settled += len(batches)
+
+    async def _send(self, batch: DeliveryBatch) -> Sequence[Verdict | None]:
+        sender = await self.pool.get(batch.app_id, batch.platform, lane_of(batch.channel))
         if sender is None:
             return [None] * len(batch.items)
-        return list(await sender.send_batch(batch))
+        try:
+            return await sender.send_batch(batch)
+        except Exception:  # a sender bug must not lose the batch: retry it like a transport error
+            log.exception("sender %s: %s send_batch raised", self.lane, batch.platform)
+            from pushstream.providers.outcome import TRANSPORT_ERROR, Action
+            return [Verdict(Action.RETRY, TRANSPORT_ERROR)] * len(batch.items)
 
-    results = await asyncio.gather(*(send(batch, sender) for batch, sender in plans))
-    at = iso(utcnow())
-    deactivations: list[dict[str, Any]] = []
-    tally: Counter[tuple[str, str, str]] = Counter()
-    for (batch, _), verdicts in zip(plans, results, strict=True):
-        retry_items: list[dict[str, Any]] = []
-        retry_at = 0.0
-        for item, verdict in zip(batch.items, verdicts, strict=True):
-            fingerprint = address_fingerprint(batch.platform, item)
-            if verdict is None:
-                disposition = NOT_CONFIGURED
-            else:
-                disposition = dispose(
-                    verdict, attempt=batch.attempt, max_attempts=pipeline.max_attempts, now=now,
-                    base=pipeline.retry_base_seconds, cap=pipeline.retry_max_seconds, expires_at=batch.expires_at)
-            status, reason = disposition.status, disposition.reason
-            provider_status = verdict.provider_status if verdict is not None else None
-            tally[(batch.platform, status, reason or "")] += 1
-            outbox.add(status_out, StatusEvent(
-                notification_id=batch.notification_id, app_id=batch.app_id, user_id=item["user_id"],
-                device_id=item["device_id"], platform=batch.platform, status=status, reason=reason,
-                provider_status=provider_status, attempt=batch.attempt, at=at, token_fingerprint=fingerprint,
-            ), key=item["user_id"])
-            if disposition.deactivate:
-                # Feedback: the registry deactivates the device if it still holds this token.
-                deactivations.append({
-                    "kind": "deactivate", "app_id": batch.app_id, "user_id": item["user_id"],
-                    "device_id": item["device_id"], "fingerprint": fingerprint,
-                    "reason": f"{batch.platform}:{reason or 'invalid_token'}", "at": at})
-            if disposition.retry_at is not None:
-                retry_items.append(item)
-                retry_at = max(retry_at, disposition.retry_at)
-            if disposition.dead_letter:
-                # The payload stays, the address does not: the DLQ is read by people.
-                redacted = {k: v for k, v in item.items() if k not in ("token", "subscription")}
-                record = {"notification_id": batch.notification_id, "app_id": batch.app_id,
-                          "platform": batch.platform, "attempt": batch.attempt, "item": redacted,
-                          "token_fingerprint": fingerprint}
-                outbox.add(dlq, dead_letter(
-                    reason or "undeliverable", verdict.detail if verdict and verdict.detail else (reason or ""),
-                    topic=rt.topic_name(f"pushstream.deliveries.{batch.platform}"), partition=None, offset=None,
-                    key=item["user_id"].encode(), value=orjson.dumps(record)), key=item["user_id"])
-        if retry_items:
-            partition = partition_for(f"{batch.app_id}/{batch.notification_id}", RETRY_PARTITIONS[batch.platform])
-            retry = DeliveryBatch(**{**batch.asdict(), "items": retry_items, "attempt": batch.attempt + 1,
-                                     "not_before": retry_at})
-            outbox.add(retries[batch.platform], retry, key=f"{batch.app_id}/{batch.notification_id}",
-                       partition=partition)
-    add_user_events(outbox, deactivations)
-    metrics.count_statuses(tally)
+    def _add_outcome(self, records: list[Record], tp: TopicPartition, message: ConsumerRecord[bytes, bytes],
+                     batch: DeliveryBatch, outcome: Settlement) -> None:
+        dumps = orjson.dumps
+        status_topic = self.status_topic
+        for status in outcome.statuses:
+            records.append((status_topic, status["user_id"].encode(), dumps(status), None))
+        if outcome.retry is not None:
+            retry_name = self.settings.topic(retry_topic(batch.platform, self.lane))
+            partition = partition_for(f"{batch.app_id}/{batch.notification_id}",
+                                      self.layout.partitions(retry_topic(batch.platform, self.lane)))
+            records.append((retry_name, f"{batch.app_id}/{batch.notification_id}".encode(),
+                            encode(outcome.retry), partition))
+        for key, reason, detail, value in outcome.dead_letters:
+            letter = dead_letter(reason, detail, topic=tp.topic, partition=tp.partition, offset=message.offset,
+                                 key=key.encode(), value=dumps(value))
+            metrics.dead_letters.labels(f"sender-{batch.platform}", reason).inc()
+            records.append((self.dlq_topic, key.encode(), encode(letter), None))
+        metrics.count_statuses(outcome.tally)
 
+    def _dead_letter_record(self, tp: TopicPartition, message: ConsumerRecord[bytes, bytes], reason: str,
+                            detail: str) -> Record:
+        metrics.dead_letters.labels(f"sender-{self.lane}", reason).inc()
+        letter = dead_letter(reason, detail, topic=tp.topic, partition=tp.partition, offset=message.offset,
+                             key=message.key, value=message.value)
+        return (self.dlq_topic, message.key, encode(letter), None)
 
-async def run_sender(stream: StreamT, agent_name: str, *, wait_until_due: bool, batches_at_once: int) -> None:
-    async for events in event_batches(stream, batches_at_once, 0.005):
+    def _user_events(self, deactivations: list[dict[str, Any]]) -> list[Record]:
+        partitions = self.layout.user_partitions
+        grouped: dict[int, list[dict[str, Any]]] = {}
+        for event in deactivations:
+            grouped.setdefault(partition_for(user_key(event["app_id"], event["user_id"]), partitions),
+                               []).append(event)
+        return [(self.user_events_topic, f"user-events/{p}".encode(), encode(UserEvents(events=events)), p)
+                for p, events in grouped.items()]
 
-        async def work(events: Sequence[EventT] = events) -> None:
-            batches = [decode(DeliveryBatch, event.value) for event in events]
-            if wait_until_due:
-                # A delay queue: retries are written in due order per partition (same backoff for the same
-                # attempt), so waiting for this batch's time rarely holds back one that is due earlier.
-                delay = max((b.not_before or 0.0) for b in batches) - time.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            outbox = Outbox()
-            await send_batches(batches, outbox)
-            await outbox.flush()
-
-        with metrics.batch_seconds.labels(agent_name).time():
-            await guarded(agent_name, events, work)
+    async def _commit(self, records: list[Record], offsets: dict[TopicPartition, int]) -> None:
+        """Write the outcome and commit the input offsets in one transaction."""
+        producer = self._producer
+        assert producer is not None
+        for attempt in range(1, 6):
+            try:
+                async with producer.transaction():
+                    send = producer.send
+                    for topic, key, value, partition in records:
+                        await send(topic, value, key=key, partition=partition)
+                    await producer.send_offsets_to_transaction(offsets, self.group)
+                return
+            except Exception as exc:
+                if attempt == 5:
+                    raise
+                log.warning("sender %s: transaction failed (%s), attempt %d", self.lane, exc, attempt)
+                await asyncio.sleep(0.2 * attempt)
 
 
-def _register(platform: str) -> None:
-    for lane in ("transactional", "bulk"):
-        name = f"pushstream.send_{platform}" + ("" if lane == "transactional" else "_bulk")
-
-        at_once = pipeline.sender_batches if lane == "transactional" else pipeline.bulk_sender_batches
-
-        async def lane_agent(stream: StreamT, _name: str = name, _at_once: int = at_once) -> None:
-            await run_sender(stream, _name, wait_until_due=False, batches_at_once=_at_once)
-
-        app.agent(deliveries[(platform, lane)], name=name)(lane_agent)
-
-    retry_name = f"pushstream.retry_{platform}"
-
-    async def retry_agent(stream: StreamT) -> None:
-        await run_sender(stream, retry_name, wait_until_due=True, batches_at_once=pipeline.bulk_sender_batches)
-
-    app.agent(retries[platform], name=retry_name)(retry_agent)
-
-
-for _platform in PLATFORMS:
-    _register(_platform)
-
-
-@app.on_before_shutdown.connect
-async def _close_senders(*args: Any, **kwargs: Any) -> None:
-    await pool.close()
+def sender_services(settings: Settings, layout: TopicLayout, lanes: Iterable[str] = LANES,
+                    platforms: Sequence[str] = PLATFORMS) -> list[SenderService]:
+    """One service per (lane, platform): lanes and providers never wait for each other."""
+    return [SenderService(settings, layout, lane, platforms=[platform]) for lane in lanes for platform in platforms]

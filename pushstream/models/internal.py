@@ -64,3 +64,6 @@ class DeliveryBatch(faust.Record, include_metadata=False):
     attempt: int = 1
     # Retries only: not to be sent before this epoch second (backoff or the provider's Retry-After).
     not_before: Optional[float] = None
+    # Deterministic identity (origin, partition, routing step, platform, chunk; retries add the attempt): the
+    # same batch routed again after a crash has the same id, and a sender never sends an id it settled.
+    batch_id: Optional[str] = None

@@ -43,6 +43,9 @@ preferences = _table("preferences", "User preferences", rt.layout.user_partition
 user_state = _table("user_state", "Per-user delivery memory: dedup and daily counts", rt.layout.user_partitions)
 # "<due ms, 15 digits>/<id>" → IntentBatch dict: RocksDB keeps keys sorted, so due intents come first
 schedule = _table("schedule", "Intents waiting for send_at or the end of quiet hours", rt.layout.user_partitions)
+# "<origin>|<partition>" → {"step": n, "after": last user key routed, "done": bool}: where a broadcast's
+# routing of one partition stands, so an interrupted one resumes instead of starting over
+cursors = _table("cursors", "Routing progress of broadcast intents per partition", rt.layout.user_partitions)
 # app/token fingerprint → {"user_id", "device_id"}: a token belongs to at most one user and device
 token_owners = _table(
     "token_owners", "Which user and device hold a token", rt.layout.partitions("pushstream.token-claims")
@@ -75,11 +78,22 @@ def schedule_key(due: float, ident: str) -> bytes:
     return f"{int(due * 1000):015d}/{ident}".encode()
 
 
-def partition_items(table: TableT, partition: int) -> Iterator[tuple[str, Any]]:
-    """Every (key, value) of one local partition, straight from its RocksDB (broadcast fan-out)."""
+def partition_items(table: TableT, partition: int, prefix: str, after: str | None = None
+                    ) -> Iterator[tuple[str, Any]]:
+    """The (key, value) pairs of one local partition whose key starts with ``prefix``, in key order, from
+    just after ``after`` (broadcast fan-out, straight from RocksDB)."""
     store: Any = table.data
     db = store._db_for_partition(partition)
-    for raw_key, raw_value in db.items():
-        if raw_value is None:
-            continue
-        yield raw_key.decode("utf-8"), orjson.loads(raw_value)
+    start = (after if after is not None and after >= prefix else prefix).encode("utf-8")
+    raw_prefix = prefix.encode("utf-8")
+    iterator = db.iter()
+    iterator.seek(start)
+    while iterator.valid():
+        raw_key = iterator.key()
+        if not raw_key.startswith(raw_prefix):
+            break
+        if after is None or raw_key != start:
+            raw_value = iterator.value()
+            if raw_value is not None:
+                yield raw_key.decode("utf-8"), orjson.loads(raw_value)
+        iterator.next()

@@ -140,15 +140,15 @@ class Kafka:
         await asyncio.gather(*futures)
         return len(futures)
 
-    async def lag(self, topics: list[str]) -> int:
-        """Records the workers' consumer group has not committed yet on these topics."""
+    async def lag(self, topics: list[str], group: str | None = None) -> int:
+        """Records the workers' consumer group (default the router's) has not committed yet on these topics."""
         names = [self.deployment.topic(t) for t in topics]
         admin = AIOKafkaAdminClient(bootstrap_servers=BROKER)
         consumer = AIOKafkaConsumer(bootstrap_servers=BROKER, group_id=None)
         await admin.start()
         await consumer.start()
         try:
-            committed = await admin.list_consumer_group_offsets(f"{self.deployment.prefix}pushstream")
+            committed = await admin.list_consumer_group_offsets(group or f"{self.deployment.prefix}pushstream")
             partitions = [TopicPartition(n, p) for n in names for p in consumer.partitions_for_topic(n) or ()]
             ends = await consumer.end_offsets(partitions)
             return sum(end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items())
@@ -156,10 +156,10 @@ class Kafka:
             await consumer.stop()
             await admin.close()
 
-    async def wait_drained(self, topics: list[str], timeout: float = 60) -> None:
+    async def wait_drained(self, topics: list[str], timeout: float = 60, group: str | None = None) -> None:
         """Poll until every record on ``topics`` is processed and committed by the workers."""
         deadline = time.monotonic() + timeout
-        while (remaining := await self.lag(topics)) > 0:
+        while (remaining := await self.lag(topics, group)) > 0:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{remaining} records on {topics} still unprocessed after {timeout}s")
             await asyncio.sleep(0.2)  # polling interval, not synchronisation
@@ -168,8 +168,11 @@ class Kafka:
                    timeout: float = 60, settle: float = 0.0) -> list[ConsumerRecord[bytes, bytes]]:
         """All records of a topic from the start, once ``until(records)`` holds (then ``settle`` more seconds
         of reading, to catch records that should NOT be there)."""
+        # read_committed, as a consumer of the status stream must: a sender that crashes mid-transaction leaves
+        # records that are aborted and written again by the next owner.
         consumer = AIOKafkaConsumer(self.deployment.topic(topic), bootstrap_servers=BROKER, group_id=None,
-                                    auto_offset_reset="earliest", enable_auto_commit=False)
+                                    auto_offset_reset="earliest", enable_auto_commit=False,
+                                    isolation_level="read_committed")
         await consumer.start()
         records: list[ConsumerRecord[bytes, bytes]] = []
         try:
