@@ -1,0 +1,148 @@
+"""A broadcast campaign with a worker SIGKILLed part-way, and the counts that say what the crash cost.
+
+Shared by tests/integration/test_crash.py (three kills in CI) and `python -m benchmarks.crash` (N runs).
+Everything is real: the broker, two `faust worker` processes, the fake providers in record mode.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from pushstream.models.status import FINAL_STATUSES
+from tests.integration.harness import Kafka, Stack, Worker, wait_for
+
+PROVIDERS = ("apns", "fcm")
+GRACE = 0.2  # seconds after a kill during which a fake may still read what the dead process wrote
+
+
+def campaign_registrations(users: int) -> list[dict[str, Any]]:
+    """An iPhone and an Android phone per user: 2 x ``users`` devices."""
+    events = []
+    for i in range(users):
+        user = f"u-{i:05d}"
+        events.append({"type": "register", "app_id": "demo", "user_id": user, "device_id": f"{user}-ios",
+                       "platform": "apns", "token": f"{i:08x}" * 8})
+        events.append({"type": "register", "app_id": "demo", "user_id": user, "device_id": f"{user}-android",
+                       "platform": "fcm", "token": f"fcm-{user}"})
+    return events
+
+
+def device_of(provider: str, key: str) -> str:
+    if provider == "apns":
+        return f"u-{int(key[:8], 16):05d}-ios"
+    return f"{key.removeprefix('fcm-')}-android"
+
+
+@dataclass
+class CrashOutcome:
+    """What one campaign with a kill produced, per device."""
+
+    notification_id: str
+    killed: str
+    killed_after: int  # provider requests seen when the worker died
+    devices: int
+    requests: Counter[str] = field(default_factory=Counter)  # device → provider requests for this campaign
+    after_kill: Counter[str] = field(default_factory=Counter)  # device → requests that arrived after the kill
+    finals: Counter[str] = field(default_factory=Counter)  # device → final status records
+    statuses: Counter[str] = field(default_factory=Counter)  # final status → devices
+
+    @property
+    def lost(self) -> int:
+        return self.devices - len(self.finals)
+
+    @property
+    def repeated(self) -> int:
+        return sum(1 for n in self.requests.values() if n > 1)
+
+    @property
+    def repeated_after_kill(self) -> int:
+        return sum(1 for n in self.after_kill.values() if n > 1)
+
+    @property
+    def multiple_finals(self) -> int:
+        return sum(1 for n in self.finals.values() if n > 1)
+
+    def summary(self) -> str:
+        return (f"{self.notification_id}: killed {self.killed} after {self.killed_after} sends; "
+                f"sent {sum(self.requests.values())}, delivered {self.statuses.get('delivered', 0)}, "
+                f"repeated {self.repeated}, lost {self.lost}, repeated after the kill {self.repeated_after_kill}, "
+                f"devices with >1 final status {self.multiple_finals}")
+
+
+def provider_counts(stack: Stack) -> dict[str, int]:
+    stats = stack.fakes.stats()
+    return {p: int(stats[p]["requests"]) for p in PROVIDERS}
+
+
+async def campaign_with_kill(stack: Stack, kafka: Kafka, workers: list[Worker], victim: int, *,
+                             notification_id: str, devices: int, kill_at: float,
+                             timeout: float = 180) -> CrashOutcome:
+    """Start a broadcast, SIGKILL ``workers[victim]`` once ``kill_at`` of the devices were pushed, restart it
+    on the same data dir and identity, and wait until every device has a final status."""
+    before = provider_counts(stack)
+    await kafka.publish("pushstream.notifications", [
+        {"id": notification_id, "app_id": "demo", "channel": "marketing", "title": "sale",
+         "target": {"all": True}}])
+
+    def pushed() -> int:
+        now = provider_counts(stack)
+        return sum(now[p] - before[p] for p in PROVIDERS)
+
+    wait_for(lambda: pushed() >= max(1, int(kill_at * devices)), timeout=timeout, interval=0.02,
+             what=f"{kill_at:.0%} of the campaign pushed")
+    worker = workers[victim]
+    worker.kill()  # returns once the process is gone
+    # A request the dead process wrote just before it died may still be read by a fake a moment later: sends
+    # that arrive more than GRACE after the kill are certainly the survivors' (or the restarted worker's).
+    killed_at = time.time()
+    restarted = Worker(stack.deployment, worker.name, web_port=worker.web_port).start()
+    workers[victim] = restarted
+    restarted.wait_ready(timeout=120)
+
+    finals: Counter[str] = Counter()
+    statuses: Counter[str] = Counter()
+
+    def complete(records: list[dict[str, Any]]) -> bool:
+        mine = {r["device_id"] for r in records
+                if r["notification_id"] == notification_id and r["status"] in FINAL_STATUSES}
+        return len(mine) >= devices
+
+    records = await kafka.read_json("pushstream.status", until=complete, timeout=timeout, settle=3.0)
+    for record in records:
+        if record["notification_id"] == notification_id and record["status"] in FINAL_STATUSES:
+            finals[record["device_id"]] += 1
+            statuses[record["status"]] += 1
+    outcome = CrashOutcome(notification_id, worker.name, 0, devices, finals=finals, statuses=statuses)
+    for provider in PROVIDERS:
+        for request in stack.fakes.requests(provider, since=before[provider]):
+            if not request["path"].startswith(("/3/device/", "/v1/projects/")):
+                continue  # OAuth token fetches
+            device = device_of(provider, request["key"])
+            outcome.requests[device] += 1
+            if request["at"] <= killed_at:
+                outcome.killed_after += 1
+            elif request["at"] > killed_at + GRACE:
+                outcome.after_kill[device] += 1
+    return outcome
+
+
+def start_workers(stack: Stack, workers: list[Worker], count: int = 2) -> list[Worker]:
+    started = [Worker(stack.deployment, f"w{n + 1}").start() for n in range(count)]
+    workers.extend(started)
+    for worker in started:
+        worker.wait_ready(timeout=120)
+    return started
+
+
+async def register(stack: Stack, kafka: Kafka, workers: list[Worker], users: int) -> None:
+    await kafka.publish("pushstream.devices", campaign_registrations(users))
+    await kafka.wait_drained(["pushstream.devices", "pushstream.user-events"], timeout=180)
+    # Every user's devices are in the table, seen through the routed view of either worker.
+    for i in range(0, users, max(1, users // 50)):
+        user = f"u-{i:05d}"
+        worker = workers[i % len(workers)]
+        wait_for(lambda u=user, w=worker: len(w.get(f"/v1/apps/demo/users/{u}/devices").json()["devices"]) == 2,
+                 timeout=30, what=f"{user}'s devices")
