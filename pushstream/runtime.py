@@ -1,9 +1,9 @@
-"""Process-wide runtime objects derived from the config: settings and the topic layout, loaded once."""
+"""Runtime objects derived from the config: settings and the topic layout. Nothing is loaded at import."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from pathlib import Path
 
 from pushstream.config import Settings, load_settings
 from pushstream.topology import TopicLayout, load_layout, topics_file_path
@@ -20,7 +20,11 @@ class Runtime:
         return self.settings.topic(name)
 
 
-@cache
-def runtime() -> Runtime:
-    settings = load_settings()
+def load_runtime(config_path: str | Path | None = None) -> Runtime:
+    """Settings from pushstream.yaml (``PUSHSTREAM_CONFIG`` when no path) and the topics.yaml they name."""
+    settings = load_settings(config_path)
+    return runtime_for(settings)
+
+
+def runtime_for(settings: Settings) -> Runtime:
     return Runtime(settings=settings, layout=load_layout(topics_file_path(settings)))

@@ -14,18 +14,17 @@ import faust
 from faust.types import EventT, StreamT
 
 from pushstream import metrics
-from pushstream.agents.io import Outbox, add_user_events, devices_in, event_batches, message_time, preferences_in
-from pushstream.app import app, rt
+from pushstream.agents.io import Context, Outbox, event_batches, message_time
+from pushstream.config import Settings
 from pushstream.models.base import Invalid, iso, load_json_object
 from pushstream.models.registry import parse_device_event, parse_preference_event
 
 Parser = Callable[[dict[str, Any], Any], faust.Record]
-settings = rt.settings
-pipeline = settings.pipeline
 
 
-def rekey_batch(events: list[EventT], kind: str, parse: Parser, outbox: Outbox) -> None:
-    """Validate each record; good ones go to user-events grouped by partition, bad ones to the DLQ."""
+def rekey_batch(events: list[EventT], kind: str, parse: Parser, settings: Settings,
+                outbox: Outbox) -> list[dict[str, Any]]:
+    """Validate each record; bad ones go to the DLQ; returns the good ones as user events."""
     good: list[dict[str, Any]] = []
     for event in events:
         try:
@@ -39,20 +38,22 @@ def rekey_batch(events: list[EventT], kind: str, parse: Parser, outbox: Outbox) 
             continue
         good.append({"kind": kind, **record.asdict(),
                      "at": iso(dt.datetime.fromtimestamp(message_time(event), dt.UTC))})
-    add_user_events(outbox, good)
+    return good
 
 
-def _ingest_agent(source: faust.TopicT, kind: str, parse: Parser) -> None:
-    async def ingest(stream: StreamT) -> None:
-        async for events in event_batches(stream, pipeline.ingest_batch, pipeline.ingest_within_seconds):
-            with metrics.batch_seconds.labels(f"ingest-{kind}").time():
-                metrics.records_in.labels(kind).inc(len(events))
-                outbox = Outbox()
-                rekey_batch(list(events), kind, parse, outbox)
-                await outbox.flush()
+def register(ctx: Context) -> None:
+    pipeline = ctx.rt.settings.pipeline
 
-    app.agent(source, name=f"pushstream.ingest_{kind}")(ingest)
+    def ingest_agent(source: faust.TopicT, kind: str, parse: Parser) -> None:
+        async def ingest(stream: StreamT) -> None:
+            async for events in event_batches(stream, pipeline.ingest_batch, pipeline.ingest_within_seconds):
+                with metrics.batch_seconds.labels(f"ingest-{kind}").time():
+                    metrics.records_in.labels(kind).inc(len(events))
+                    outbox = ctx.outbox()
+                    ctx.add_user_events(outbox, rekey_batch(list(events), kind, parse, ctx.rt.settings, outbox))
+                    await outbox.flush()
 
+        ctx.app.agent(source, name=f"pushstream.ingest_{kind}")(ingest)
 
-_ingest_agent(devices_in, "device", parse_device_event)
-_ingest_agent(preferences_in, "preference", parse_preference_event)
+    ingest_agent(ctx.topics.devices_in, "device", parse_device_event)
+    ingest_agent(ctx.topics.preferences_in, "preference", parse_preference_event)

@@ -1,4 +1,5 @@
-"""Topics and the write side shared by every agent: batched sends that are awaited before the input is acked."""
+"""What every agent shares: the topics, the tables, the outbox (batched sends awaited before the input is
+acked) and the batch guard. Built per app by `Context.build`; importing this module registers nothing."""
 
 from __future__ import annotations
 
@@ -6,42 +7,62 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import faust
 from faust.types import EventT, StreamT
 
 from pushstream import metrics
-from pushstream.app import app, rt
 from pushstream.models import TokenClaims, UserEvents, encode
 from pushstream.models.base import Invalid
 from pushstream.models.dlq import dead_letter
+from pushstream.models.vocabulary import LANES, PLATFORMS
 from pushstream.rules.keys import partition_for, user_key
+from pushstream.runtime import Runtime
+from pushstream.tables import Tables, declare_tables
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def topic(name: str) -> faust.TopicT:
-    """A pushstream topic by its logical name (topics.yaml), with the configured prefix."""
-    spec = rt.layout.spec(name)
-    return app.topic(rt.topic_name(name), partitions=spec.partitions, internal=False)
+@dataclass(frozen=True)
+class Topics:
+    devices_in: faust.TopicT
+    preferences_in: faust.TopicT
+    notifications_in: faust.TopicT
+    user_events: faust.TopicT
+    token_claims: faust.TopicT
+    # Intents per lane: the bulk lane's broadcasts must not queue in front of transactional intents.
+    intents: dict[str, faust.TopicT]
+    schedule: faust.TopicT
+    status_out: faust.TopicT
+    dlq: faust.TopicT
+    deliveries: dict[tuple[str, str], faust.TopicT]
 
+    @classmethod
+    def declare(cls, app: faust.App, rt: Runtime) -> Topics:
+        def topic(name: str) -> faust.TopicT:
+            """A pushstream topic by its logical name (topics.yaml), with the configured prefix."""
+            spec = rt.layout.spec(name)
+            return app.topic(rt.topic_name(name), partitions=spec.partitions, internal=False)
 
-devices_in = topic("pushstream.devices")
-preferences_in = topic("pushstream.preferences")
-notifications_in = topic("pushstream.notifications")
-user_events = topic("pushstream.user-events")
-token_claims = topic("pushstream.token-claims")
-# Intents per lane: the bulk lane's broadcasts must not queue in front of transactional intents.
-intents = {"transactional": topic("pushstream.intents"), "bulk": topic("pushstream.intents.bulk")}
-status_out = topic("pushstream.status")
-dlq = topic("pushstream.dlq")
-deliveries = {
-    (platform, lane): topic(f"pushstream.deliveries.{platform}" + ("" if lane == "transactional" else ".bulk"))
-    for platform in ("apns", "fcm", "webpush")
-    for lane in ("transactional", "bulk")
-}
+        return cls(
+            devices_in=topic("pushstream.devices"),
+            preferences_in=topic("pushstream.preferences"),
+            notifications_in=topic("pushstream.notifications"),
+            user_events=topic("pushstream.user-events"),
+            token_claims=topic("pushstream.token-claims"),
+            intents={"transactional": topic("pushstream.intents"), "bulk": topic("pushstream.intents.bulk")},
+            schedule=topic("pushstream.schedule"),
+            status_out=topic("pushstream.status"),
+            dlq=topic("pushstream.dlq"),
+            deliveries={
+                (platform, lane): topic(f"pushstream.deliveries.{platform}" + ("" if lane == "transactional"
+                                                                                 else ".bulk"))
+                for platform in PLATFORMS for lane in LANES
+            },
+        )
 
 
 class Outbox:
@@ -52,7 +73,8 @@ class Outbox:
     (at-least-once; dedup downstream makes repeats harmless).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
         self._pending: list[tuple[str, bytes | None, bytes, int | None]] = []
 
     def add(self, to: faust.TopicT, value: faust.Record | bytes, *, key: str | bytes | None = None,
@@ -65,7 +87,7 @@ class Outbox:
         message = event.message
         metrics.dead_letters.labels(source, error.reason).inc()
         self.add(
-            dlq,
+            self.ctx.topics.dlq,
             dead_letter(error.reason, error.detail, topic=message.topic, partition=message.partition,
                         offset=message.offset, key=message.key, value=message.value),
             key=message.key,
@@ -81,12 +103,58 @@ class Outbox:
         acks: list[Awaitable[Any]] = []
         # Straight to the producer: Topic.send's per-message bookkeeping costs more than the record itself,
         # and values are already encoded.
-        send = app.producer.send
+        send = self.ctx.app.producer.send
         for name, key, value, partition in self._pending:
             acks.append(await send(name, key, value, partition, None, None))
         self._pending.clear()
         if acks and wait:
             await asyncio.gather(*acks)
+
+
+@dataclass(frozen=True)
+class Context:
+    """One app's wiring: the agents of a role are registered against it."""
+
+    app: faust.App
+    rt: Runtime
+    topics: Topics
+    tables: Tables
+
+    @classmethod
+    def build(cls, app: faust.App, rt: Runtime) -> Context:
+        return cls(app=app, rt=rt, topics=Topics.declare(app, rt), tables=declare_tables(app, rt))
+
+    def outbox(self) -> Outbox:
+        return Outbox(self)
+
+    async def guarded(self, source: str, events: Sequence[EventT], work: Callable[[], Awaitable[None]]) -> None:
+        """Run one batch's work. A bug or a corrupt record dead-letters the batch (with the error) instead of
+        crashing the agent, which in Faust would silently stop that agent while the worker stays up."""
+        try:
+            await work()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("%s: batch of %d dead-lettered", source, len(events))
+            outbox = self.outbox()
+            for event in events:
+                outbox.dead_letter(event, Invalid("internal_error", repr(exc)[:500]), source)
+            await outbox.flush()
+
+    def add_user_events(self, outbox: Outbox, events: Iterable[dict[str, Any]]) -> None:
+        """Registry events, as one UserEvents record per partition of their app/user."""
+        grouped = by_partition(events, lambda e: user_key(e["app_id"], e["user_id"]),
+                               self.rt.layout.user_partitions)
+        for partition, items in grouped.items():
+            outbox.add(self.topics.user_events, UserEvents(events=items), key=f"user-events/{partition}",
+                       partition=partition)
+
+    def add_token_claims(self, outbox: Outbox, claims: Iterable[dict[str, Any]]) -> None:
+        """Token claims, as one TokenClaims record per partition of their app/token fingerprint."""
+        to = self.topics.token_claims
+        grouped = by_partition(claims, lambda c: f"{c['app_id']}/{c['fingerprint']}", to.partitions or 1)
+        for partition, items in grouped.items():
+            outbox.add(to, TokenClaims(claims=items), key=f"token-claims/{partition}", partition=partition)
 
 
 def event_batches(stream: StreamT, size: int, within: float) -> AsyncIterator[Sequence[EventT]]:
@@ -97,21 +165,6 @@ def event_batches(stream: StreamT, size: int, within: float) -> AsyncIterator[Se
     """
     concrete: Any = stream  # take_events lives on the concrete Stream; StreamT does not declare it
     return cast(AsyncIterator[Sequence[EventT]], concrete.take_events(size, within=within))
-
-
-async def guarded(source: str, events: Sequence[EventT], work: Callable[[], Awaitable[None]]) -> None:
-    """Run one batch's work. A bug or a corrupt record dead-letters the batch (with the error) instead of
-    crashing the agent, which in Faust would silently stop that agent while the worker stays up."""
-    try:
-        await work()
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        log.exception("%s: batch of %d dead-lettered", source, len(events))
-        outbox = Outbox()
-        for event in events:
-            outbox.dead_letter(event, Invalid("internal_error", repr(exc)[:500]), source)
-        await outbox.flush()
 
 
 def message_time(event: EventT) -> float:
@@ -126,17 +179,3 @@ def by_partition(items: Iterable[T], key_of: Callable[[T], str], partitions: int
     for item in items:
         grouped.setdefault(partition_for(key_of(item), partitions), []).append(item)
     return grouped
-
-
-def add_user_events(outbox: Outbox, events: Iterable[dict[str, Any]]) -> None:
-    """Registry events, as one UserEvents record per partition of their app/user."""
-    grouped = by_partition(events, lambda e: user_key(e["app_id"], e["user_id"]), rt.layout.user_partitions)
-    for partition, items in grouped.items():
-        outbox.add(user_events, UserEvents(events=items), key=f"user-events/{partition}", partition=partition)
-
-
-def add_token_claims(outbox: Outbox, claims: Iterable[dict[str, Any]]) -> None:
-    """Token claims, as one TokenClaims record per partition of their app/token fingerprint."""
-    grouped = by_partition(claims, lambda c: f"{c['app_id']}/{c['fingerprint']}", token_claims.partitions or 1)
-    for partition, items in grouped.items():
-        outbox.add(token_claims, TokenClaims(claims=items), key=f"token-claims/{partition}", partition=partition)

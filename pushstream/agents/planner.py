@@ -11,21 +11,18 @@ import time
 from faust.types import EventT, StreamT
 
 from pushstream import metrics
-from pushstream.agents.io import Outbox, by_partition, event_batches, intents, message_time, notifications_in
-from pushstream.agents.scheduler import add_command, schedule_topic
-from pushstream.app import app, rt
+from pushstream.agents.io import Context, Outbox, by_partition, event_batches, message_time
+from pushstream.agents.scheduler import add_command
 from pushstream.models import IntentBatch, NotificationRequest, ScheduleCommands
 from pushstream.models.base import Invalid, load_json_object
 from pushstream.models.notifications import parse_notification
 from pushstream.rules.keys import user_key
 
-settings = rt.settings
 
-
-def plan(request: NotificationRequest, origin: str, outbox: Outbox, now: float) -> None:
+def plan(ctx: Context, request: NotificationRequest, origin: str, outbox: Outbox, now: float) -> None:
     """Add the intents of one validated request to the outbox, or to the schedule when send_at is ahead."""
     notification = request.asdict()
-    partitions = rt.layout.user_partitions
+    partitions = ctx.rt.layout.user_partitions
     key = f"{request.app_id}/{request.id}"
     due = send_at_epoch(request.send_at)
     scheduled = due is not None and due > now
@@ -45,9 +42,9 @@ def plan(request: NotificationRequest, origin: str, outbox: Outbox, now: float) 
         if scheduled:
             assert due is not None
             command = ScheduleCommands(commands=[add_command(due, f"{key}/{origin}", intent)])
-            outbox.add(schedule_topic, command, key=key, partition=partition)
+            outbox.add(ctx.topics.schedule, command, key=key, partition=partition)
         else:
-            outbox.add(intents[request.lane], intent, key=key, partition=partition)
+            outbox.add(ctx.topics.intents[request.lane], intent, key=key, partition=partition)
 
 
 def send_at_epoch(send_at: str | None) -> float | None:
@@ -56,25 +53,29 @@ def send_at_epoch(send_at: str | None) -> float | None:
     return dt.datetime.fromisoformat(send_at.replace("Z", "+00:00")).timestamp()
 
 
-def plan_batch(events: list[EventT], outbox: Outbox) -> None:
+def plan_batch(ctx: Context, events: list[EventT], outbox: Outbox) -> None:
+    settings = ctx.rt.settings
     for event in events:
         try:
             data = load_json_object(event.message.value, max_bytes=settings.limits.max_record_bytes)
             request = parse_notification(data, settings, received_at=message_time(event))
             message = event.message
-            plan(request, f"{message.topic}:{message.partition}:{message.offset}", outbox, time.time())
+            plan(ctx, request, f"{message.topic}:{message.partition}:{message.offset}", outbox, time.time())
         except Invalid as error:
             outbox.dead_letter(event, error, "notification")
         except Exception as error:  # never crash on input
             outbox.dead_letter(event, Invalid("internal_error", repr(error)), "notification")
 
 
-@app.agent(notifications_in, name="pushstream.planner")
-async def planner(stream: StreamT) -> None:
-    pipeline = settings.pipeline
-    async for events in event_batches(stream, pipeline.ingest_batch, pipeline.ingest_within_seconds):
-        with metrics.batch_seconds.labels("planner").time():
-            metrics.records_in.labels("notification").inc(len(events))
-            outbox = Outbox()
-            plan_batch(list(events), outbox)
-            await outbox.flush()
+def register(ctx: Context) -> None:
+    pipeline = ctx.rt.settings.pipeline
+
+    async def planner(stream: StreamT) -> None:
+        async for events in event_batches(stream, pipeline.ingest_batch, pipeline.ingest_within_seconds):
+            with metrics.batch_seconds.labels("planner").time():
+                metrics.records_in.labels("notification").inc(len(events))
+                outbox = ctx.outbox()
+                plan_batch(ctx, list(events), outbox)
+                await outbox.flush()
+
+    ctx.app.agent(ctx.topics.notifications_in, name="pushstream.planner")(planner)

@@ -11,12 +11,11 @@ from typing import Any
 from faust.types import EventT, StreamT, TableT
 
 from pushstream import metrics
-from pushstream.agents.io import Outbox, add_token_claims, add_user_events, guarded, token_claims, user_events
-from pushstream.app import app
+from pushstream.agents.io import Context
 from pushstream.models import TokenClaims, UserEvents, decode
 from pushstream.rules import registry as rules
 from pushstream.rules.keys import user_key
-from pushstream.tables import devices, preferences, table_key, token_owners
+from pushstream.tables import table_key
 
 
 class BatchView:
@@ -42,8 +41,9 @@ class BatchView:
                 self.table[table_key(key)] = value
 
 
-def apply_user_events(events: list[dict[str, Any]], device_view: BatchView, pref_view: BatchView,
-                      outbox: Outbox) -> None:
+def apply_user_events(events: list[dict[str, Any]], device_view: BatchView,
+                      pref_view: BatchView) -> list[dict[str, Any]]:
+    """Apply registry events to the views; returns the token claims the registrations make."""
     claims: list[dict[str, Any]] = []
     for event in events:
         key = user_key(event["app_id"], event["user_id"])
@@ -67,25 +67,7 @@ def apply_user_events(events: list[dict[str, Any]], device_view: BatchView, pref
         else:
             continue
         device_view.set(key, updated or None)
-    add_token_claims(outbox, claims)
-
-
-@app.agent(user_events, name="pushstream.registry")
-async def registry(stream: StreamT) -> None:
-    async for event in stream.events():
-
-        async def work(event: EventT = event) -> None:
-            batch = decode(UserEvents, event.value)
-            device_view, pref_view, outbox = BatchView(devices), BatchView(preferences), Outbox()
-            apply_user_events(batch.events, device_view, pref_view, outbox)
-            # No need to wait for the claims' acks: until the offset is committed (after Faust's producer
-            # flush) a crash replays this batch, and replaying a registration claims the token again.
-            await outbox.flush(wait=False)
-            device_view.write()
-            pref_view.write()
-
-        with metrics.batch_seconds.labels("registry").time():
-            await guarded("registry", [event], work)
+    return claims
 
 
 def owner_changes(claims: list[dict[str, Any]], owners: BatchView) -> list[dict[str, Any]]:
@@ -107,17 +89,38 @@ def owner_changes(claims: list[dict[str, Any]], owners: BatchView) -> list[dict[
     return releases
 
 
-@app.agent(token_claims, name="pushstream.token_owners")
-async def token_ownership(stream: StreamT) -> None:
-    async for event in stream.events():
+def register(ctx: Context) -> None:
+    tables = ctx.tables
 
-        async def work(event: EventT = event) -> None:
-            batch = decode(TokenClaims, event.value)
-            owners, outbox = BatchView(token_owners), Outbox()
-            add_user_events(outbox, owner_changes(batch.claims, owners))
-            # Releases must be durable before the new owner is: a replay finds the new owner already
-            # recorded and would not release the old device again.
-            await outbox.flush()
-            owners.write()
+    async def registry(stream: StreamT) -> None:
+        async for event in stream.events():
 
-        await guarded("token_owners", [event], work)
+            async def work(event: EventT = event) -> None:
+                batch = decode(UserEvents, event.value)
+                device_view, pref_view, outbox = BatchView(tables.devices), BatchView(tables.preferences), ctx.outbox()
+                ctx.add_token_claims(outbox, apply_user_events(batch.events, device_view, pref_view))
+                # No need to wait for the claims' acks: until the offset is committed (after Faust's producer
+                # flush) a crash replays this batch, and replaying a registration claims the token again.
+                await outbox.flush(wait=False)
+                device_view.write()
+                pref_view.write()
+
+            with metrics.batch_seconds.labels("registry").time():
+                await ctx.guarded("registry", [event], work)
+
+    async def token_ownership(stream: StreamT) -> None:
+        async for event in stream.events():
+
+            async def work(event: EventT = event) -> None:
+                batch = decode(TokenClaims, event.value)
+                owners, outbox = BatchView(tables.token_owners), ctx.outbox()
+                ctx.add_user_events(outbox, owner_changes(batch.claims, owners))
+                # Releases must be durable before the new owner is: a replay finds the new owner already
+                # recorded and would not release the old device again.
+                await outbox.flush()
+                owners.write()
+
+            await ctx.guarded("token_owners", [event], work)
+
+    ctx.app.agent(ctx.topics.user_events, name="pushstream.registry")(registry)
+    ctx.app.agent(ctx.topics.token_claims, name="pushstream.token_owners")(token_ownership)

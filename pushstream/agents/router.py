@@ -12,13 +12,12 @@ from typing import Any
 
 import faust
 import orjson
-from faust.types import EventT, StreamT
+from faust.types import EventT, StreamT, TableT
 
 from pushstream import metrics
-from pushstream.agents.io import Outbox, deliveries, guarded, intents, status_out
+from pushstream.agents.io import Context, Outbox
 from pushstream.agents.registry import BatchView
-from pushstream.agents.scheduler import add_command, schedule_topic
-from pushstream.app import app, rt
+from pushstream.agents.scheduler import add_command
 from pushstream.models import DeliveryBatch, IntentBatch, ScheduleCommands, StatusEvent, decode
 from pushstream.models.base import iso
 from pushstream.models.notifications import lane_of
@@ -29,15 +28,13 @@ from pushstream.providers.webpush.payload import MAX_PLAINTEXT_BYTES as WEBPUSH_
 from pushstream.rules.fanout import fan_out_user
 from pushstream.rules.keys import user_key
 from pushstream.rules.localization import localize, render_key
-from pushstream.tables import cursors, devices, partition_items, preferences, table_key, user_state
+from pushstream.tables import partition_items, table_key
 
 log = logging.getLogger(__name__)
-settings = rt.settings
-DELIVERY_PARTITIONS = {(platform, lane): to.partitions or 1 for (platform, lane), to in deliveries.items()}
 PAYLOAD_LIMITS = {"apns": APNS_MAX, "fcm": FCM_MAX, "webpush": WEBPUSH_MAX}
 # FCM counts the whole message, token included: room for a long registration token and its key.
 FCM_TOKEN_ALLOWANCE = len(orjson.dumps({"token": "x" * 200}))
-
+USERS_PER_STEP = 500  # a broadcast is routed in steps, yielding to the other agents between them
 
 class PayloadCache:
     """Renders each (platform, localized variant) of a notification once, however many devices share it."""
@@ -59,10 +56,7 @@ class PayloadCache:
         return cached
 
 
-USERS_PER_STEP = 500  # a broadcast is routed in steps, yielding to the other agents between them
-
-
-def targeted_users(intent: IntentBatch, partition: int, after: str | None = None
+def targeted_users(devices: TableT, intent: IntentBatch, partition: int, after: str | None = None
                    ) -> Iterator[tuple[str, dict[str, Any] | None]]:
     """(user_id, devices) of the intent's users on this partition: listed ones, or all for a broadcast
     (in key order, from just after the table key ``after``)."""
@@ -73,11 +67,12 @@ def targeted_users(intent: IntentBatch, partition: int, after: str | None = None
     return ((u, devices.get(table_key(user_key(app_id, u)))) for u in intent.user_ids or ())
 
 
-def route_intent(intent: IntentBatch, partition: int, outbox: Outbox, states: BatchView, now: dt.datetime,
+def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox: Outbox, states: BatchView, now: dt.datetime,
                  users: Iterable[tuple[str, dict[str, Any] | None]] | None = None,
                  render: PayloadCache | None = None, batch_prefix: str | None = None) -> None:
     """Route ``users`` (default: all the intent targets on this partition) into the outbox and states."""
     n = intent.notification
+    settings, topics, preferences = ctx.rt.settings, ctx.topics, ctx.tables.preferences
     app_id, nid, channel = n["app_id"], n["id"], n["channel"]
     app_settings = settings.app(app_id)
     lane = lane_of(channel)
@@ -90,7 +85,7 @@ def route_intent(intent: IntentBatch, partition: int, outbox: Outbox, states: Ba
         return app_settings is not None and app_settings.platform_configured(platform)
 
     if users is None:
-        users = targeted_users(intent, partition)
+        users = targeted_users(ctx.tables.devices, intent, partition)
     for user_id, user_devices in users:
         if not user_devices:
             continue
@@ -106,7 +101,7 @@ def route_intent(intent: IntentBatch, partition: int, outbox: Outbox, states: Ba
             batches.setdefault(platform, []).extend(items)
         for device_id, platform, status, reason in result.outcomes:
             tally[(platform, status, reason or "")] += 1
-            outbox.add(status_out, StatusEvent(notification_id=nid, app_id=app_id, user_id=user_id,
+            outbox.add(topics.status_out, StatusEvent(notification_id=nid, app_id=app_id, user_id=user_id,
                                                device_id=device_id, platform=platform, status=status,
                                                reason=reason, at=at), key=user_id)
         if result.state is not None:
@@ -117,32 +112,33 @@ def route_intent(intent: IntentBatch, partition: int, outbox: Outbox, states: Ba
                                 devices={user_id: result.deferred})
             ident = f"{app_id}/{nid}/{user_id}/quiet"
             command = ScheduleCommands(commands=[add_command(result.deferred_until.timestamp(), ident, later)])
-            outbox.add(schedule_topic, command, key=key, partition=partition)
+            outbox.add(topics.schedule, command, key=key, partition=partition)
     metrics.count_statuses(tally)
     chunk = settings.pipeline.delivery_chunk
     prefix = batch_prefix or f"{intent.origin or nid}/{partition}"
     for platform, items in batches.items():
         metrics.deliveries_planned.labels(platform, lane).inc(len(items))
         for start in range(0, len(items), chunk):
+            to = topics.deliveries[(platform, lane)]
             outbox.add(
-                deliveries[(platform, lane)],
+                to,
                 DeliveryBatch(notification_id=nid, app_id=app_id, platform=platform, channel=channel,
                               priority=n["priority"], items=items[start:start + chunk],
                               expires_at=None if n.get("ttl") is None else n["received_at"] + n["ttl"],
                               collapse_key=n.get("collapse_key"), batch_id=f"{prefix}/{platform}/{start // chunk}"),
                 key=f"{app_id}/{nid}",
-                partition=partition % DELIVERY_PARTITIONS[(platform, lane)],
+                partition=partition % (to.partitions or 1),
             )
 
 
-def owns(event: EventT) -> bool:
+def owns(app: faust.App, event: EventT) -> bool:
     """Whether this worker may go on routing the event's partition. Faust sets ``rebalancing`` before it
     revokes anything (and drops the partitions' RocksDB handles), so a step never starts during a rebalance."""
     assignor = app.assignor
     return not app.rebalancing and assignor is not None and event.message.tp in assignor.assigned_actives()
 
 
-def abandon(event: EventT) -> None:
+def abandon(app: faust.App, event: EventT) -> None:
     """Leave the event unfinished: mark it so Faust never counts its offset as done on this worker (a late ack
     of a revoked partition would otherwise survive into the next assignment); it is fetched again from the
     committed offset by whoever owns the partition next, and resumes at the cursor."""
@@ -154,79 +150,78 @@ def abandon(event: EventT) -> None:
         unacked.discard(message)
 
 
-async def route_event(event: EventT) -> None:
+async def route_event(ctx: Context, event: EventT) -> None:
     """Route one intent, USERS_PER_STEP users at a time.
 
     Each step's deliveries and statuses are acked before the users' memory (and, for a broadcast, the
     partition's cursor) records it, so a crash repeats at most the step in progress, and that step is routed
     again into batches with the same ids, which the senders never send twice. A broadcast resumes at its
-    cursor after a crash or a rebalance. When the partition is revoked mid-way the step loop stops without
-    writing: the new owner continues from the cursor (this event's offset was never committed).
+    cursor after a crash or a rebalance. When a rebalance starts mid-way the step loop stops without
+    writing: the partition's owner continues from the cursor (this event's offset was never committed).
     """
+    app, tables = ctx.app, ctx.tables
     intent = decode(IntentBatch, event.value)
     message = event.message
     partition = message.partition
     origin = intent.origin or f"{message.topic}:{partition}:{message.offset}"
     render = PayloadCache(intent.notification)
     cursor_key = table_key(f"{origin}|{partition}")
-    cursor = (cursors.get(cursor_key) if intent.broadcast else None) or {"step": 0, "after": None, "done": False}
+    cursor = (tables.cursors.get(cursor_key) if intent.broadcast else None) or {
+        "step": 0, "after": None, "done": False}
     if cursor["done"]:
         return  # routed completely before a crash: the replayed intent has nothing left to do
     step_no, after = cursor["step"], cursor["after"]
-    listed = iter(targeted_users(intent, partition)) if not intent.broadcast else None
+    listed = None if intent.broadcast else iter(targeted_users(tables.devices, intent, partition))
     app_id = intent.notification["app_id"]
     while True:
-        if not owns(event):
+        if not owns(app, event):
             log.info("router: rebalance while routing %s on partition %d: left for the owner to resume",
                      origin, partition)
-            abandon(event)
+            abandon(app, event)
             return
         # A fresh iterator per step: the RocksDB of a partition can be closed while this coroutine waits.
-        source = targeted_users(intent, partition, after) if listed is None else listed
+        source = targeted_users(tables.devices, intent, partition, after) if listed is None else listed
         step = list(itertools.islice(source, USERS_PER_STEP))
         if not step:
             break
-        states, outbox = BatchView(user_state), Outbox()
-        route_intent(intent, partition, outbox, states, dt.datetime.now(dt.UTC), users=step, render=render,
+        states, outbox = BatchView(tables.user_state), ctx.outbox()
+        route_intent(ctx, intent, partition, outbox, states, dt.datetime.now(dt.UTC), users=step, render=render,
                      batch_prefix=f"{origin}/{partition}/{step_no}")
         await outbox.flush()
-        if not owns(event):
+        if not owns(app, event):
             log.info("router: rebalance after step %d of %s on partition %d", step_no, origin, partition)
-            abandon(event)
+            abandon(app, event)
             return
         states.write()
         step_no += 1
         after = user_key(app_id, step[-1][0])
         if intent.broadcast:
-            cursors[cursor_key] = {"step": step_no, "after": after, "done": False}
+            tables.cursors[cursor_key] = {"step": step_no, "after": after, "done": False}
     if intent.broadcast:
-        cursors[cursor_key] = {"step": step_no, "after": after, "done": True}
+        tables.cursors[cursor_key] = {"step": step_no, "after": after, "done": True}
 
 
-def _router(source: faust.TopicT, lane: str) -> None:
-    name = "pushstream.router" + ("" if lane == "transactional" else "_bulk")
+def register(ctx: Context) -> None:
+    """One router per lane: a campaign's broadcast intents never sit in front of a transactional one."""
+    for lane, source in ctx.topics.intents.items():
+        name = "pushstream.router" + ("" if lane == "transactional" else "_bulk")
 
-    async def router(stream: StreamT) -> None:
-        async for event in stream.events():
+        async def router(stream: StreamT, name: str = name) -> None:
+            async for event in stream.events():
 
-            async def work(event: EventT = event) -> None:
-                try:
-                    await route_event(event)
-                except Exception:
-                    if owns(event):
-                        raise  # a real error: guarded dead-letters the intent
-                    # Failed because the partition went away mid-step (its RocksDB handle was dropped):
-                    # not an error of the intent; the partition's next owner routes it.
-                    log.warning("router: step of partition %d failed during a rebalance; left to its owner",
-                                event.message.partition, exc_info=True)
-                    abandon(event)
+                async def work(event: EventT = event) -> None:
+                    try:
+                        await route_event(ctx, event)
+                    except Exception:
+                        if owns(ctx.app, event):
+                            raise  # a real error: guarded dead-letters the intent
+                        # Failed because the partition went away mid-step (its RocksDB handle was dropped):
+                        # not an error of the intent; the partition's owner routes it.
+                        log.warning("router: step of partition %d failed during a rebalance; left to its owner",
+                                    event.message.partition, exc_info=True)
+                        abandon(ctx.app, event)
 
-            with metrics.batch_seconds.labels(name).time():
-                await guarded(name, [event], work)
+                with metrics.batch_seconds.labels(name).time():
+                    await ctx.guarded(name, [event], work)
 
-    app.agent(source, name=name)(router)
-
-
-# One router per lane: a campaign's broadcast intents never sit in front of a transactional one.
-for _lane, _source in intents.items():
-    _router(_source, _lane)
+        ctx.app.agent(source, name=name)(router)

@@ -12,62 +12,65 @@ from typing import Any
 
 from faust.types import EventT, StreamT
 
-from pushstream.agents.io import Outbox, guarded, intents, topic
-from pushstream.app import app
+from pushstream.agents.io import Context
 from pushstream.models import IntentBatch, ScheduleCommands, decode, encode
 from pushstream.models.notifications import lane_of
-from pushstream.tables import due_keys, schedule, schedule_key
+from pushstream.tables import due_keys, schedule_key
 
-schedule_topic = topic("pushstream.schedule")
 FIRE_LIMIT = 1000  # entries per partition per tick: bounds the work of one fire command
-# Keys asked to fire and not yet seen popped: the timer does not ask twice while the agent is busy.
-_firing: dict[bytes, float] = {}
+REFIRE_AFTER = 30.0  # seconds before the timer asks again for a key it asked to fire and did not see popped
 
 
 def add_command(due: float, ident: str, intent: IntentBatch) -> dict[str, Any]:
     return {"op": "add", "due": due, "id": ident, "intent": intent.asdict()}
 
 
-@app.agent(schedule_topic, name="pushstream.scheduler")
-async def scheduler(stream: StreamT) -> None:
-    async for event in stream.events():
+def register(ctx: Context) -> None:
+    app, schedule, topics = ctx.app, ctx.tables.schedule, ctx.topics
+    # Keys asked to fire and not yet seen popped: the timer does not ask twice while the agent is busy.
+    firing: dict[bytes, float] = {}
 
-        async def work(event: EventT = event) -> None:
-            outbox = Outbox()
-            partition = event.message.partition
-            to_delete: list[bytes] = []
-            for command in decode(ScheduleCommands, event.value).commands:
-                if command["op"] == "add":
-                    schedule[schedule_key(command["due"], command["id"])] = command["intent"]
-                elif command["op"] == "fire":
-                    for hex_key in command["keys"]:
-                        key = bytes.fromhex(hex_key)
-                        intent = schedule.get(key)
-                        if intent is not None:
-                            lane = lane_of(intent["notification"]["channel"])
-                            outbox.add(intents[lane], IntentBatch(**intent), key=key, partition=partition)
-                            to_delete.append(key)
-            # The intents are durable before their entries go: a crash fires them again, and the router's
-            # dedup (same origin) makes the second firing silent.
-            await outbox.flush()
-            for key in to_delete:
-                schedule.pop(key, None)
-                _firing.pop(key, None)
+    async def scheduler(stream: StreamT) -> None:
+        async for event in stream.events():
 
-        await guarded("scheduler", [event], work)
+            async def work(event: EventT = event) -> None:
+                outbox = ctx.outbox()
+                partition = event.message.partition
+                to_delete: list[bytes] = []
+                for command in decode(ScheduleCommands, event.value).commands:
+                    if command["op"] == "add":
+                        schedule[schedule_key(command["due"], command["id"])] = command["intent"]
+                    elif command["op"] == "fire":
+                        for hex_key in command["keys"]:
+                            key = bytes.fromhex(hex_key)
+                            intent = schedule.get(key)
+                            if intent is not None:
+                                lane = lane_of(intent["notification"]["channel"])
+                                outbox.add(topics.intents[lane], IntentBatch(**intent), key=key, partition=partition)
+                                to_delete.append(key)
+                # The intents are durable before their entries go: a crash fires them again, and the router's
+                # dedup (same origin) makes the second firing silent.
+                await outbox.flush()
+                for key in to_delete:
+                    schedule.pop(key, None)
+                    firing.pop(key, None)
 
+            await ctx.guarded("scheduler", [event], work)
 
-@app.timer(interval=1.0)
-async def fire_due() -> None:
-    """Ask the scheduler to fire the due entries of every schedule partition this worker owns."""
-    now = time.time()
-    name = schedule.changelog_topic.get_topic_name()
-    owned = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == name)
-    for partition in owned:
-        keys = [k for k in due_keys(schedule, partition, now, FIRE_LIMIT) if now - _firing.get(k, 0.0) > 30]
-        if not keys:
-            continue
-        for key in keys:
-            _firing[key] = now
-        command = ScheduleCommands(commands=[{"op": "fire", "keys": [k.hex() for k in keys]}])
-        await schedule_topic.send(key=b"fire", value=encode(command), partition=partition)
+    async def fire_due() -> None:
+        """Ask the scheduler to fire the due entries of every schedule partition this worker owns."""
+        now = time.time()
+        name = schedule.changelog_topic.get_topic_name()
+        owned = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == name)
+        for partition in owned:
+            keys = [k for k in due_keys(schedule, partition, now, FIRE_LIMIT)
+                    if now - firing.get(k, 0.0) > REFIRE_AFTER]
+            if not keys:
+                continue
+            for key in keys:
+                firing[key] = now
+            command = ScheduleCommands(commands=[{"op": "fire", "keys": [k.hex() for k in keys]}])
+            await topics.schedule.send(key=b"fire", value=encode(command), partition=partition)
+
+    app.agent(topics.schedule, name="pushstream.scheduler")(scheduler)
+    app.timer(interval=1.0)(fire_due)

@@ -36,6 +36,7 @@ from pushstream.models import DeliveryBatch, UserEvents, decode, encode
 from pushstream.models.base import iso, utcnow
 from pushstream.models.dlq import dead_letter
 from pushstream.models.notifications import lane_of
+from pushstream.models.vocabulary import LANES, PLATFORMS
 from pushstream.providers import senders as provider_senders
 from pushstream.providers.outcome import Sender, Verdict
 from pushstream.rules.keys import partition_for, user_key
@@ -44,8 +45,6 @@ from pushstream.topology import TopicLayout
 
 log = logging.getLogger(__name__)
 
-PLATFORMS = ("apns", "fcm", "webpush")
-LANES = ("transactional", "bulk")
 Record = tuple[str, bytes | None, bytes, int | None]  # topic, key, value, partition
 
 
@@ -124,23 +123,35 @@ class SentMemory:
             for old in list(self._ids)[: len(self._ids) - self._cap]:
                 del self._ids[old]
 
-    async def load(self, servers: str, topic: str, partitions: Iterable[int]) -> int:
-        """Read the committed entries of these memory partitions (compacted; small: one per batch)."""
+    async def load(self, servers: str, topic: str, partitions: Iterable[int], *, settle_timeout: float = 20.0) -> int:
+        """Read the committed entries of these memory partitions (compacted; small: one per batch).
+
+        A transaction that committed just before this assignment (the previous owner settling its last poll)
+        may not have its markers written yet, so its entries would be invisible to a read_committed reader.
+        So first wait until the last stable offset has passed everything written before now; an open
+        transaction of a dead producer is waited for at most ``settle_timeout`` (it aborts by then).
+        """
         wanted = sorted(set(partitions) - self.loaded)
         if not wanted:
             return 0
+        tps = [TopicPartition(topic, p) for p in wanted]
         consumer = AIOKafkaConsumer(bootstrap_servers=servers, group_id=None, enable_auto_commit=False,
                                     isolation_level="read_committed")
+        raw = AIOKafkaConsumer(bootstrap_servers=servers, group_id=None, enable_auto_commit=False)
         await consumer.start()
+        await raw.start()
         count = 0
         try:
-            tps = [TopicPartition(topic, p) for p in wanted]
+            written = await raw.end_offsets(tps)  # high watermarks: everything written so far
+            deadline = time.monotonic() + settle_timeout
+            while True:
+                stable = await consumer.end_offsets(tps)  # read_committed: the last stable offsets
+                if all(stable[tp] >= written[tp] for tp in tps) or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.05)
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
-            # read_committed: the end offsets are the last stable offsets, so an open transaction of a dead
-            # producer is not waited for (what it wrote is not committed and will be aborted).
-            ends = await consumer.end_offsets(tps)
-            remaining = {tp for tp in tps if ends[tp] > 0}
+            remaining = {tp for tp in tps if stable[tp] > 0}
             while remaining:
                 batch = await consumer.getmany(*remaining, timeout_ms=500)
                 for messages in batch.values():
@@ -149,11 +160,12 @@ class SentMemory:
                             self.add(message.key.decode("utf-8"))
                             count += 1
                 for tp in list(remaining):
-                    if await consumer.position(tp) >= ends[tp]:
+                    if await consumer.position(tp) >= stable[tp]:
                         remaining.discard(tp)
             self.loaded.update(wanted)
         finally:
             await consumer.stop()
+            await raw.stop()
         return count
 
 
@@ -205,6 +217,7 @@ class SenderService:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.ready = asyncio.Event()
+        self.started = False
         self.settled = 0  # batches settled by this process (for tests and logs)
 
     async def start(self) -> None:
@@ -224,6 +237,7 @@ class SenderService:
         self._consumer.subscribe([*self.delivery_topics, *self.retry_topics], listener=_Rebalance(self))
         await self._consumer.start()
         self._task = asyncio.create_task(self._run(), name=f"pushstream.sender.{self.lane}")
+        self.started = True
         log.info("sender %s started: group %s, instance %s", self.lane, self.group, self.instance)
 
     async def stop(self) -> None:
@@ -254,12 +268,20 @@ class SenderService:
         self.memory.loaded.difference_update(tp.partition % self.sent_partitions for tp in revoked)
 
     async def remember(self, assigned: Iterable[TopicPartition]) -> None:
-        partitions = {tp.partition % self.sent_partitions for tp in assigned}
+        """Load the sent memory of the assigned partitions, then start each from its committed offset read
+        *after* that: the previous owner's last commit is transactional too, and only visible once settled."""
+        consumer = self._consumer
+        assert consumer is not None
+        tps = set(assigned)
         started = time.monotonic()
-        count = await self.memory.load(self.servers, self.sent_topic, partitions)
-        log.info("sender %s: %d partitions assigned, %d sent-memory entries loaded in %.0f ms", self.lane,
-                 len(list(assigned)) if not isinstance(assigned, set) else len(assigned), count,
-                 (time.monotonic() - started) * 1000)
+        count = await self.memory.load(self.servers, self.sent_topic, {tp.partition % self.sent_partitions
+                                                                         for tp in tps})
+        for tp in tps:
+            committed = await consumer.committed(tp)
+            if committed is not None:
+                consumer.seek(tp, committed)
+        log.info("sender %s/%s: %d partitions assigned, %d sent-memory entries loaded in %.0f ms", self.lane,
+                 "+".join(self.platforms), len(tps), count, (time.monotonic() - started) * 1000)
         self.ready.set()
 
     # The loop ------------------------------------------------------------------------------------------------
@@ -315,6 +337,7 @@ class SenderService:
                       offsets: dict[TopicPartition, int]) -> None:
         records: list[Record] = []
         batches: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes], DeliveryBatch, str]] = []
+        polled: set[str] = set()
         for tp, message in work:
             try:
                 batch = decode(DeliveryBatch, message.value)
@@ -322,9 +345,10 @@ class SenderService:
             except Exception as exc:
                 records.append(self._dead_letter_record(tp, message, "internal_error", repr(exc)[:500]))
                 continue
-            if batch_id in self.memory:
+            if batch_id in self.memory or batch_id in polled:
                 metrics.sends_skipped.labels(self.lane).inc(len(batch.items))
-                continue  # settled before (a batch routed twice): never sent twice
+                continue  # settled before, or twice in this poll (a batch routed twice): never sent twice
+            polled.add(batch_id)
             batches.append((tp, message, batch, batch_id))
         results = await asyncio.gather(*(self._send(batch) for _, _, batch, _ in batches))
         # Retry delays count from the answer, not from before the send.

@@ -7,49 +7,56 @@ topics that feed these tables are partitioned by the same bytes (pushstream.rule
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
+import faust
 import orjson
 from faust.types import TableT
 
-from pushstream.app import app, rt
-
-_rocks = rt.settings.rocksdb
-ROCKSDB_OPTIONS = {
-    "block_cache_size": _rocks.block_cache_mb * 1024 * 1024,
-    "write_buffer_size": _rocks.write_buffer_mb * 1024 * 1024,
-    "max_write_buffer_number": _rocks.max_write_buffers,
-    "max_open_files": _rocks.max_open_files,
-}
+from pushstream.runtime import Runtime
 
 
-def _table(name: str, help_: str, partitions: int) -> TableT:
-    return app.Table(
-        name,
-        default=None,
-        partitions=partitions,
+@dataclass(frozen=True)
+class Tables:
+    # app/user → {device_id: device}
+    devices: TableT
+    # app/user → preferences (channels, categories, quiet_hours, timezone, max_per_day)
+    preferences: TableT
+    # app/user → {"sent": {notification_id: ts}, "counts": {day: {channel: n}}}: dedup and frequency caps
+    user_state: TableT
+    # "<due ms, 15 digits>/<id>" → IntentBatch dict: RocksDB keeps keys sorted, so due intents come first
+    schedule: TableT
+    # "<origin>|<partition>" → {"step": n, "after": last user key routed, "done": bool}: where a broadcast's
+    # routing of one partition stands, so an interrupted one resumes instead of starting over
+    cursors: TableT
+    # app/token fingerprint → {"user_id", "device_id"}: a token belongs to at most one user and device
+    token_owners: TableT
+
+
+def declare_tables(app: faust.App, rt: Runtime) -> Tables:
+    rocks = rt.settings.rocksdb
+    options = {
+        "block_cache_size": rocks.block_cache_mb * 1024 * 1024,
+        "write_buffer_size": rocks.write_buffer_mb * 1024 * 1024,
+        "max_write_buffer_number": rocks.max_write_buffers,
+        "max_open_files": rocks.max_open_files,
+    }
+
+    def table(name: str, help_: str, partitions: int) -> TableT:
         # bytes keys make Faust pick the raw serializer for the changelog key (it derives it from key_type).
-        key_type=bytes,
-        options=ROCKSDB_OPTIONS,
-        help=help_,
+        return app.Table(name, default=None, partitions=partitions, key_type=bytes, options=options, help=help_)
+
+    users = rt.layout.user_partitions
+    return Tables(
+        devices=table("devices", "Registered devices per user", users),
+        preferences=table("preferences", "User preferences", users),
+        user_state=table("user_state", "Per-user delivery memory: dedup and daily counts", users),
+        schedule=table("schedule", "Intents waiting for send_at or the end of quiet hours", users),
+        cursors=table("cursors", "Routing progress of broadcast intents per partition", users),
+        token_owners=table("token_owners", "Which user and device hold a token",
+                           rt.layout.partitions("pushstream.token-claims")),
     )
-
-
-# app/user → {device_id: device}
-devices = _table("devices", "Registered devices per user", rt.layout.user_partitions)
-# app/user → preferences (channels, categories, quiet_hours, timezone, max_per_day)
-preferences = _table("preferences", "User preferences", rt.layout.user_partitions)
-# app/user → {"sent": {notification_id: ts}, "counts": {day: {channel: n}}}: dedup and frequency caps
-user_state = _table("user_state", "Per-user delivery memory: dedup and daily counts", rt.layout.user_partitions)
-# "<due ms, 15 digits>/<id>" → IntentBatch dict: RocksDB keeps keys sorted, so due intents come first
-schedule = _table("schedule", "Intents waiting for send_at or the end of quiet hours", rt.layout.user_partitions)
-# "<origin>|<partition>" → {"step": n, "after": last user key routed, "done": bool}: where a broadcast's
-# routing of one partition stands, so an interrupted one resumes instead of starting over
-cursors = _table("cursors", "Routing progress of broadcast intents per partition", rt.layout.user_partitions)
-# app/token fingerprint → {"user_id", "device_id"}: a token belongs to at most one user and device
-token_owners = _table(
-    "token_owners", "Which user and device hold a token", rt.layout.partitions("pushstream.token-claims")
-)
 
 
 def table_key(key: str) -> bytes:

@@ -1,0 +1,89 @@
+"""`create_app`: the Faust app of one process role, with only that role's tables, agents and views.
+
+Roles:
+- ``router``: the stateful part (ingest, registry, planner, router, scheduler, tables, HTTP API, views);
+- ``all``: the router plus the sender tier in the same process (what `faust -A pushstream.app worker` runs);
+- ``sender`` is no Faust app: it owns its consumer commits (see `pushstream.agents.senders`), so it runs as
+  `pushstream worker --role sender` (`pushstream.cli.sender`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import faust
+
+from pushstream.agents import ingest, planner, registry, router, scheduler
+from pushstream.agents.io import Context
+from pushstream.agents.senders import LANES, PLATFORMS, SenderService, sender_services
+from pushstream.runtime import Runtime
+from pushstream.web import views
+
+APP_ROLES = ("all", "router")
+
+
+def create_app(rt: Runtime, role: str = "all", *, lanes: tuple[str, ...] = LANES,
+               platforms: tuple[str, ...] = PLATFORMS) -> faust.App:
+    """The Faust app of ``role``; nothing is registered anywhere else."""
+    if role not in APP_ROLES:
+        raise ValueError(f"role {role!r} is not a Faust app role (one of {', '.join(APP_ROLES)})")
+    # httpx logs every request at INFO; at campaign rates that is a log line per delivery.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    settings = rt.settings
+    app = faust.App(
+        settings.topic("pushstream"),  # the router's group and changelog names: kept across versions
+        broker=settings.kafka.broker,
+        store="rocksdb://",
+        autodiscover=False,
+        origin="pushstream",
+        # Everything on the wire is bytes we encode ourselves (orjson), so malformed input reaches our code
+        # instead of crashing Faust's deserializer.
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=rt.layout.user_partitions,
+        topic_replication_factor=rt.layout.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_linger_ms=5,
+        broker_commit_interval=1.0,
+        stream_wait_empty=False,
+        table_standby_replicas=1,
+        # Static group membership: a worker restarted under the same id (a pod restart, a crash) takes its
+        # partitions back at once instead of waiting a session timeout for a rebalance.
+        consumer_group_instance_id=os.environ.get("PUSHSTREAM_WORKER_ID") or None,
+        web_host=settings.web.host,
+        web_port=settings.web.port,
+        web_bind=settings.web.bind,
+        # Faust's built-in /table/ and /router/ endpoints expose table contents without authentication.
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+    )
+    ctx = Context.build(app, rt)
+    for module in (ingest, registry, planner, router, scheduler):
+        module.register(ctx)
+    senders: list[SenderService] = []
+    if role == "all":
+        attach_senders(app, sender_services(settings, rt.layout, lanes, platforms), senders)
+    views.register(ctx, ready_checks=(lambda: {"senders_started": all(s.started for s in senders)})
+                   if role == "all" else None)
+    return app
+
+
+def attach_senders(app: faust.App, services: list[SenderService], started: list[SenderService]) -> None:
+    """Run sender services inside a Faust worker: started with it, settled and stopped before it stops."""
+
+    async def start_senders() -> None:
+        for service in services:
+            await service.start()
+            started.append(service)
+
+    async def stop_senders(*args: Any, **kwargs: Any) -> None:
+        for service in started:
+            await service.stop()
+
+    app.task(start_senders)
+    app.on_before_shutdown.connect(stop_senders)
