@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import time
+from pathlib import Path
 
+import http_ece
 import jwt
 import orjson
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sender_fixtures import (  # noqa: F401  (fixtures are used by name)
     VAPID_SUBJECT,
@@ -19,9 +24,20 @@ from sender_fixtures import (  # noqa: F401  (fixtures are used by name)
 
 from pushstream.providers.outcome import Action, Sender
 from pushstream.providers.webpush.client import VapidSigner, WebPushSender, load_vapid_key, origin_of, topic_for
+from pushstream.providers.webpush.crypto import (
+    MAX_PLAINTEXT,
+    RECORD_SIZE,
+    b64url_decode,
+    decode_subscription_keys,
+    encrypt,
+)
 from pushstream.providers.webpush.payload import MAX_PLAINTEXT_BYTES, build_webpush_payload
+from pushstream.providers.webpush.vapid import b64url
 from pushstream.testing.fakes import DevSetup, FakeWebPush
 from pushstream.testing.fakes.credentials import load_private_key
+
+X962 = serialization.Encoding.X962
+UNCOMPRESSED = serialization.PublicFormat.UncompressedPoint
 
 
 def item(env: WebPushEnv, sid: str, payload: dict | None = None) -> dict:
@@ -212,3 +228,109 @@ def test_vapid_signer_renews_an_hour_before_expiry(dev_setup: DevSetup) -> None:
     assert signer.header_for("https://push.example.com") != first
     assert signer.signed == 2
     assert origin_of("https://push.example.com:8443/wpush/v2/abc") == "https://push.example.com:8443"
+
+
+# RFC 8291 Appendix A: fixed application-server key and salt, so the whole body is known byte for byte.
+RFC8291 = {
+    "plaintext": b"When I grow up, I want to be a watermelon",
+    "as_private": "yfWPiYE-n46HLnH0KqZOF1fJJU3MYrct3AELtAQ-oRw",
+    "ua_private": "q1dXpw3UpT5VOmu_cf_v6ih07Aems3njxI-JWgLcM94",
+    "ua_public": "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4",
+    "auth": "BTBZMqHH6r4Tts7J_aSIgg",
+    "salt": "DGv6ra1nlYgDCS1FRnbzlw",
+    "body": "DGv6ra1nlYgDCS1FRnbzlwAAEABBBP4z9KsN6nGRTbVYI_c7VJSPQTBtkgcy27mlmlMoZIIgDll6e3vCYLocInmYWAmS6TlzAC8wEqKK6"
+            "PBru3jl7A_yl95bQpu6cVPTpK4Mqgkf1CXztLVBSt2Ks3oZwbuwXPXLWyouBWLVWGNWQexSgSxsj_Qulcy4a-fN",
+}
+
+
+def _scalar_key(b64: str) -> ec.EllipticCurvePrivateKey:
+    return ec.derive_private_key(int.from_bytes(b64url_decode(b64), "big"), ec.SECP256R1())
+
+
+def test_encryption_reproduces_the_rfc8291_example() -> None:
+    keys = decode_subscription_keys(RFC8291["ua_public"], RFC8291["auth"])
+    assert keys is not None
+
+    body = encrypt(RFC8291["plaintext"], keys, private_key=_scalar_key(RFC8291["as_private"]),
+                   salt=b64url_decode(RFC8291["salt"]))
+
+    assert b64url(body) == RFC8291["body"]
+    ua = _scalar_key(RFC8291["ua_private"])
+    assert ua.public_key().public_bytes(X962, UNCOMPRESSED) == keys.public_bytes
+    assert http_ece.decrypt(body, private_key=ua, auth_secret=keys.auth, version="aes128gcm") == RFC8291["plaintext"]
+
+
+@pytest.mark.parametrize("size", [0, 1, 300, MAX_PLAINTEXT_BYTES])
+def test_encryption_decrypts_with_http_ece(size: int) -> None:
+    ua = ec.generate_private_key(ec.SECP256R1())
+    auth = os.urandom(16)
+    keys = decode_subscription_keys(b64url(ua.public_key().public_bytes(X962, UNCOMPRESSED)), b64url(auth))
+    assert keys is not None
+    plaintext = os.urandom(size)
+
+    first, second = encrypt(plaintext, keys), encrypt(plaintext, keys)
+
+    for body in (first, second):
+        assert http_ece.decrypt(body, private_key=ua, auth_secret=auth, version="aes128gcm") == plaintext
+        assert int.from_bytes(body[16:20], "big") == RECORD_SIZE and body[20] == 65
+        assert len(body) == size + 86 + 1 + 16
+    assert first[:16] != second[:16] and first[21:86] != second[21:86]  # fresh salt and ephemeral key
+    assert MAX_PLAINTEXT == MAX_PLAINTEXT_BYTES and len(encrypt(b"x" * MAX_PLAINTEXT, keys)) == RECORD_SIZE
+
+
+def test_subscription_keys_are_validated() -> None:
+    good = decode_subscription_keys(RFC8291["ua_public"], RFC8291["auth"])
+    assert good is not None and good.public_bytes == b64url_decode(RFC8291["ua_public"])
+    off_curve = b64url(b"\x04" + b"\x01" * 64)
+    assert decode_subscription_keys(off_curve, RFC8291["auth"]) is None
+    assert decode_subscription_keys(RFC8291["ua_public"], b64url(b"short")) is None
+    assert decode_subscription_keys("!!", "??") is None
+    padded = base64.b64encode(b64url_decode(RFC8291["ua_public"])).decode()  # standard base64 with padding
+    assert decode_subscription_keys(padded, RFC8291["auth"] + "==") == good
+
+
+@pytest.mark.asyncio
+async def test_subscription_keys_are_decoded_once(webpush: WebPushEnv) -> None:
+    batch = delivery_batch("webpush", [item(webpush, "sub-1"), item(webpush, "sub-2")])
+
+    await webpush.sender.send_batch(batch)
+    verdicts = await webpush.sender.send_batch(batch)
+
+    assert all(v.action is Action.DELIVERED for v in verdicts)
+    info = webpush.sender._keys.cache_info()
+    assert (info.misses, info.hits) == (2, 2)
+
+
+def test_vapid_header_is_an_es256_jwt(dev_setup: DevSetup) -> None:
+    key = load_vapid_key(dev_setup.vapid_private_key_file)
+    signer = VapidSigner(key, VAPID_SUBJECT)
+
+    header = signer.header_for("https://push.example.com")
+
+    scheme, _, params = header.partition(" ")
+    values = dict(p.split("=", 1) for p in params.split(","))
+    assert scheme == "vapid" and set(values) == {"t", "k"}
+    assert b64url_decode(values["k"]) == key.public_key().public_bytes(X962, UNCOMPRESSED)
+    assert jwt.get_unverified_header(values["t"]) == {"typ": "JWT", "alg": "ES256"}
+    claims = jwt.decode(values["t"], key.public_key(), algorithms=["ES256"], audience="https://push.example.com")
+    assert claims["sub"] == VAPID_SUBJECT
+    assert abs(claims["exp"] - (time.time() + VapidSigner.LIFETIME)) < 5
+
+
+def test_vapid_key_formats_and_subject(dev_setup: DevSetup, tmp_path: Path) -> None:
+    key = load_vapid_key(dev_setup.vapid_private_key_file)
+    number = key.private_numbers().private_value
+    raw = tmp_path / "raw.key"
+    raw.write_text(b64url(number.to_bytes(32, "big")))
+    der = tmp_path / "der.key"
+    der.write_text(b64url(key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                            serialization.NoEncryption())))
+    assert load_vapid_key(raw).private_numbers().private_value == number
+    assert load_vapid_key(der).private_numbers().private_value == number
+    with pytest.raises(FileNotFoundError):
+        load_vapid_key(tmp_path / "missing.pem")
+    for subject in ("mailto:ops@example.com", "https://example.com/contact"):
+        VapidSigner(key, subject)
+    for subject in ("ops@example.com", "", "http://example.com", "mailto:nobody"):
+        with pytest.raises(ValueError):
+            VapidSigner(key, subject)

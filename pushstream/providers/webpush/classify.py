@@ -77,7 +77,7 @@ def classify_webpush_no_answer(kind: str, detail: str | None = None) -> Verdict:
     return verdict_from_rule(rule, reason=kind, provider_status=None, detail=detail)
 
 
-# aiohttp exception → transport kind; pywebpush does not wrap them. First match wins.
+# aiohttp exception → transport kind. First match wins.
 AIOHTTP_TRANSPORT_ERRORS: tuple[tuple[type[BaseException], str], ...] = (
     (aiohttp.ConnectionTimeoutError, TRANSPORT_CONNECT_FAILED),
     (aiohttp.ClientConnectorError, TRANSPORT_CONNECT_FAILED),  # DNS, refused, TLS handshake
