@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import re
+import ssl
 import time
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from sender_fixtures import (  # noqa: F401  (fixtures are used by name)
 )
 
 from pushstream.providers.outcome import Action, Sender
+from pushstream.providers.webpush.classify import http_transport_kind
 from pushstream.providers.webpush.client import VapidSigner, WebPushSender, load_vapid_key, origin_of, topic_for
 from pushstream.providers.webpush.crypto import (
     MAX_PLAINTEXT,
@@ -31,10 +34,11 @@ from pushstream.providers.webpush.crypto import (
     decode_subscription_keys,
     encrypt,
 )
+from pushstream.providers.webpush.http import ConnectError, ConnectionLost, HttpClient, ProtocolError, Response
 from pushstream.providers.webpush.payload import MAX_PLAINTEXT_BYTES, build_webpush_payload
 from pushstream.providers.webpush.vapid import b64url
 from pushstream.testing.fakes import DevSetup, FakeWebPush
-from pushstream.testing.fakes.credentials import load_private_key
+from pushstream.testing.fakes.credentials import load_private_key, server_ssl_context
 
 X962 = serialization.Encoding.X962
 UNCOMPRESSED = serialization.PublicFormat.UncompressedPoint
@@ -334,3 +338,142 @@ def test_vapid_key_formats_and_subject(dev_setup: DevSetup, tmp_path: Path) -> N
     for subject in ("ops@example.com", "", "http://example.com", "mailto:nobody"):
         with pytest.raises(ValueError):
             VapidSigner(key, subject)
+
+
+# -- the lean HTTP/1.1 client (http.py) against a server that writes scripted bytes ----------------------
+
+
+class ScriptedServer:
+    """Answers each request with the next scripted list of byte chunks; ``None`` closes the connection."""
+
+    def __init__(self, answers: list[list[bytes | None]]) -> None:
+        self.answers = answers
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self.open_now = 0
+        self.most_open = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=ssl_context)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.open_now += 1
+        self.most_open = max(self.most_open, self.open_now)
+        try:
+            while self.answers:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(re.search(rb"content-length: (\d+)", head.lower()).group(1))  # type: ignore[union-attr]
+                self.requests.append(head + await reader.readexactly(length))
+                for chunk in self.answers.pop(0):
+                    if chunk is None:
+                        writer.close()
+                        return
+                    writer.write(chunk)
+                    await writer.drain()
+                    await asyncio.sleep(0.005)  # arrive in separate reads
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self.open_now -= 1
+            writer.close()
+
+
+def _head(port: int) -> bytes:
+    return f"POST /push/x HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 3\r\n\r\n".encode()
+
+
+async def _post(client: HttpClient, server: ScriptedServer, scheme: str = "http") -> Response:
+    return await client.post(scheme, "127.0.0.1", server.port, _head(server.port), b"abc")
+
+
+@pytest.mark.asyncio
+async def test_http_client_parses_answers_and_reuses_connections() -> None:
+    server = ScriptedServer([
+        [b"HTTP/1.1 201 Created\r\nLocation: /m/1\r\nContent-", b"Length: 0\r\n\r\n"],
+        [b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\n",
+         b"Transfer-Encoding: chunked\r\n\r\n5\r\nhel", b"lo\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n"],
+        [b"HTTP/1.1 410 Gone\r\nContent-Length: 4\r\nConnection: close\r\n\r\ngone"],
+        [b"HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\nuntil ", b"close", None],
+    ])
+    await server.start()
+    client = HttpClient(max_connections=4)
+    try:
+        created = await _post(client, server)
+        busy = await _post(client, server)
+        gone = await _post(client, server)
+        missing = await _post(client, server)
+    finally:
+        await client.close()
+        await server.stop()
+
+    assert (created.status, created.headers["location"], created.body) == (201, "/m/1", b"")
+    assert (busy.status, busy.headers["retry-after"], busy.body) == (429, "7", b"hello world")
+    assert (gone.status, gone.body) == (410, b"gone")
+    assert (missing.status, missing.body) == (404, b"until close")
+    assert server.connections == 2  # kept alive until the first Connection: close
+    assert all(r.endswith(b"\r\n\r\nabc") for r in server.requests)
+
+
+@pytest.mark.asyncio
+async def test_http_client_errors() -> None:
+    server = ScriptedServer([
+        [b"HTTP/1.1 201 Created\r\nContent-Length: 10\r\n\r\nshort", None],
+        [b"SPDY/3 200 OK\r\n\r\n"],
+    ])
+    await server.start()
+    client = HttpClient(max_connections=4)
+    try:
+        with pytest.raises(ConnectionLost) as lost:
+            await _post(client, server)
+        with pytest.raises(ProtocolError) as garbled:
+            await _post(client, server)
+        with pytest.raises(ConnectError) as refused:
+            await client.post("http", "127.0.0.1", 9, _head(9), b"abc")
+    finally:
+        await client.close()
+        await server.stop()
+
+    assert http_transport_kind(lost.value) == "connection_lost"
+    assert http_transport_kind(garbled.value) == "transport_error"
+    assert http_transport_kind(refused.value) == "connect_failed"
+
+
+@pytest.mark.asyncio
+async def test_http_client_caps_connections_and_speaks_tls(dev_setup: DevSetup) -> None:
+    answer = [b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"]
+    server = ScriptedServer([answer] * 10)
+    await server.start(server_ssl_context(dev_setup, ["http/1.1"]))
+    client = HttpClient(max_connections=2, ssl=ssl.create_default_context(cafile=str(dev_setup.ca_cert_file)))
+    try:
+        answers = await asyncio.gather(*(
+            client.post("https", "localhost", server.port, _head(server.port), b"abc") for _ in range(10)
+        ))
+    finally:
+        await client.close()
+        await server.stop()
+
+    assert [a.status for a in answers] == [201] * 10
+    assert server.most_open <= 2 and client.connections_made <= 2
+
+
+@pytest.mark.asyncio
+async def test_endpoints_that_would_break_the_request_line_fail_locally(webpush: WebPushEnv) -> None:
+    good = webpush.fake.subscription("sub-1")
+    bad = [{**good, "endpoint": endpoint} for endpoint in (
+        good["endpoint"] + " HTTP/1.1\r\nX-Injected: 1", good["endpoint"] + "/é", "ftp://127.0.0.1/push/x",
+        "http:///push/x", "http://127.0.0.1:99999/push/x",
+    )]
+    items = [{"device_id": f"d{i}", "subscription": s, "payload": {"id": "n-1"}} for i, s in enumerate(bad)]
+
+    verdicts = await webpush.sender.send_batch(delivery_batch("webpush", items))
+
+    assert [(v.action, v.reason) for v in verdicts] == [(Action.FAILED, "bad_address")] * len(bad)
+    assert webpush.fake.records == []

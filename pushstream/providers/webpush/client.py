@@ -1,4 +1,4 @@
-"""Web Push sender: RFC 8291 encryption and RFC 8292 VAPID done here, POSTed over one shared aiohttp session.
+"""Web Push sender: RFC 8291 encryption and RFC 8292 VAPID done here, POSTed with a lean HTTP/1.1 client.
 
 Per message (providers.md §3):
 - the plaintext is checked against RFC 8291's 3993-byte limit, then encrypted with a fresh ephemeral key
@@ -6,6 +6,8 @@ Per message (providers.md §3):
 - the VAPID ``Authorization`` is signed once per push-service origin (``aud`` = that origin) and reused until
   an hour before its ``exp`` (vapid.py);
 - ``TTL`` is always sent (RFC 8030 requires it), with ``Urgency`` and, for a collapse key, ``Topic``;
+- the POST goes over keep-alive HTTP/1.1 connections (http.py: one write per request, ~2.5x less CPU than
+  aiohttp, see benchmarks/webpush.py);
 - answers and network errors are classified by classify.py's table; nothing raises out of send_batch.
 
 Encryption (~70 µs/message, mostly two P-256 scalar multiplications) stays on the event loop: on a 2-core
@@ -18,11 +20,12 @@ import asyncio
 import functools
 import hashlib
 import logging
+import re
+import ssl
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
-from yarl import URL
 
 from pushstream.config import WebPushSettings
 from pushstream.models.internal import DeliveryBatch
@@ -38,11 +41,12 @@ from pushstream.providers.outcome import (
     remaining_ttl,
 )
 from pushstream.providers.webpush.classify import (
-    aiohttp_transport_kind,
     classify_webpush_answer,
     classify_webpush_no_answer,
+    http_transport_kind,
 )
 from pushstream.providers.webpush.crypto import SubscriptionKeys, decode_subscription_keys, encrypt
+from pushstream.providers.webpush.http import HttpClient, HttpError
 from pushstream.providers.webpush.payload import MAX_PLAINTEXT_BYTES, topic_for
 from pushstream.providers.webpush.vapid import VapidSigner, load_vapid_key, origin_of
 from pushstream.rules.keys import token_fingerprint
@@ -56,15 +60,39 @@ DEFAULT_TTL_SECONDS = 28 * 24 * 3600
 KEY_CACHE_SIZE = 4096  # decoded subscription keys (a public key object each) kept across batches
 _DETAIL_MAX = 200
 _VAPID_CHECK_ORIGIN = "https://push.example.invalid"
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+_HEADER_SAFE = re.compile(r"[!-~]+")  # printable ASCII, no space: nothing can break out of a header line
 
 
 class WebPushRequest(NamedTuple):
-    """One push: the endpoint (what makes two items the same send), its origin, decoded keys, plaintext."""
+    """One push: the endpoint (what makes two items the same send), where it goes, decoded keys, plaintext."""
 
     endpoint: str
-    origin: str
+    origin: str  # scheme://host[:port], the VAPID aud
+    scheme: str
+    host: str  # for the connection (IPv6 without brackets)
+    port: int
+    authority: str  # the Host header
+    target: str  # path and query
     keys: SubscriptionKeys
     data: bytes
+
+
+def _split_endpoint(endpoint: str) -> tuple[str, str, int, str, str] | None:
+    """(scheme, host, port, Host header, request target) of an http(s) endpoint, None when unusable."""
+    try:
+        url = urlsplit(endpoint)
+        port = url.port
+    except ValueError:
+        return None
+    host = url.hostname
+    authority = url.netloc.rpartition("@")[2]
+    target = (url.path or "/") + (f"?{url.query}" if url.query else "")
+    if url.scheme not in _DEFAULT_PORTS or not host or not _HEADER_SAFE.fullmatch(authority):
+        return None
+    if not _HEADER_SAFE.fullmatch(target) or not target.startswith("/"):
+        return None
+    return url.scheme, host, port or _DEFAULT_PORTS[url.scheme], authority, target
 
 
 class WebPushSender:
@@ -72,7 +100,7 @@ class WebPushSender:
 
     ``deadline`` bounds each item's send including one re-signed resend (default
     settings.timeout_seconds); at most ``max_in_flight`` sends run at once (default
-    settings.max_connections, the aiohttp connector limit: HTTP/1.1 carries one request per connection).
+    settings.max_connections, the connection limit: HTTP/1.1 carries one request per connection).
     ``ssl_context`` is for push services behind a private CA (tests); WebPushSettings has no ca_file.
     """
 
@@ -86,11 +114,10 @@ class WebPushSender:
         self.deadline = deadline if deadline is not None else settings.timeout_seconds
         self.counters = SendCounters()
         self._max_in_flight = max_in_flight or settings.max_connections
-        self._ssl = ssl_context if ssl_context is not None else True
+        self._ssl: ssl.SSLContext | None = ssl_context
         self._in_flight: asyncio.Semaphore | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._http: HttpClient | None = None
         self._signer: VapidSigner | None = None
-        self._timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
         # Keyed by the subscription's (p256dh, auth) strings; None (unusable keys) is cached too.
         self._keys = functools.lru_cache(maxsize=KEY_CACHE_SIZE)(decode_subscription_keys)
 
@@ -102,34 +129,31 @@ class WebPushSender:
         return self._signer
 
     async def start(self) -> None:
-        """Load the VAPID key (and check the subject by signing once) and open the shared session."""
+        """Load the VAPID key (and check the subject by signing once); connections open on first use."""
         key = load_vapid_key(self.settings.vapid_private_key_file)
         self._signer = VapidSigner(key, self.settings.vapid_subject)  # ValueError on a bad subject
         self._signer.header_for(_VAPID_CHECK_ORIGIN)  # fail at start, not on the first message
-        connector = aiohttp.TCPConnector(limit=self.settings.max_connections, ssl=self._ssl)
-        self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        self._http = HttpClient(max_connections=self.settings.max_connections, ssl=self._ssl)
         self._in_flight = asyncio.Semaphore(self._max_in_flight)
         log.info("Web Push sender ready: VAPID key %s", hashlib.sha256(self._signer.public_key).hexdigest()[:16])
 
     async def close(self) -> None:
-        """Close the shared session."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close every connection."""
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
 
     async def send_batch(self, batch: DeliveryBatch) -> list[Verdict]:
         """Send every item concurrently; items with the same endpoint share one send."""
-        if self._session is None:
+        if self._http is None:
             raise RuntimeError("WebPushSender.start() was not called")
         ttl = remaining_ttl(batch.expires_at)
         send_ttl = DEFAULT_TTL_SECONDS if ttl is None else ttl
-        headers = {
-            "TTL": str(send_ttl),
-            "Urgency": "high" if batch.priority == "high" else "normal",
-            "Content-Encoding": "aes128gcm",
-        }
-        if batch.collapse_key:
-            headers["Topic"] = topic_for(batch.collapse_key)
+        urgency = "high" if batch.priority == "high" else "normal"
+        # The header lines every request of this batch shares (RFC 8030 §5.2-5.4, RFC 8291 §4).
+        headers = (f"TTL: {send_ttl}\r\nUrgency: {urgency}\r\n"
+                   + (f"Topic: {topic_for(batch.collapse_key)}\r\n" if batch.collapse_key else "")
+                   + "Content-Encoding: aes128gcm\r\nContent-Type: application/octet-stream\r\n")
         return await send_each(
             batch.items, lambda item: self._prepare(item, ttl), lambda request: self._send(request, headers),
             key=lambda request: request.endpoint, counters=self.counters,
@@ -146,8 +170,10 @@ class WebPushSender:
                 p256dh, auth = sub_keys.get("p256dh"), sub_keys.get("auth")
                 if isinstance(p256dh, str) and isinstance(auth, str):
                     keys = self._keys(p256dh, auth)
-        if keys is None or not (isinstance(endpoint, str) and endpoint.startswith(("https://", "http://"))):
+        where = _split_endpoint(endpoint) if isinstance(endpoint, str) else None
+        if keys is None or where is None:
             return classify_webpush_no_answer(LOCAL_BAD_ADDRESS, "item has no usable subscription")
+        assert isinstance(endpoint, str)
         payload = item.get("payload")
         if not isinstance(payload, dict):
             return classify_webpush_no_answer(LOCAL_BAD_PAYLOAD, "item has no payload object")
@@ -158,9 +184,10 @@ class WebPushSender:
             # RFC 8291 §4: more would not fit one 4096-byte record; services answer 413 or worse.
             too_large = f"{len(data)} > {MAX_PLAINTEXT_BYTES} bytes"
             return classify_webpush_no_answer(LOCAL_PAYLOAD_TOO_LARGE, too_large)
-        return WebPushRequest(endpoint, origin_of(endpoint), keys, data)
+        scheme, host, port, authority, target = where
+        return WebPushRequest(endpoint, origin_of(endpoint), scheme, host, port, authority, target, keys, data)
 
-    async def _send(self, request: WebPushRequest, headers: dict[str, str]) -> Verdict:
+    async def _send(self, request: WebPushRequest, headers: str) -> Verdict:
         assert self._in_flight is not None
         async with self._in_flight:
             return await within_deadline(
@@ -170,33 +197,26 @@ class WebPushSender:
                                                self._fingerprint(request)),
             )
 
-    async def _attempt(self, request: WebPushRequest, headers: dict[str, str]) -> Verdict:
-        assert self._session is not None and self._signer is not None
-        try:
-            url = URL(request.endpoint)
-        except (ValueError, TypeError) as exc:
-            return classify_webpush_no_answer(LOCAL_BAD_ADDRESS, type(exc).__name__)
+    async def _attempt(self, request: WebPushRequest, headers: str) -> Verdict:
+        assert self._http is not None and self._signer is not None
         body = encrypt(request.data, request.keys)  # once: a re-signed resend carries the same message
+        request_line = f"POST {request.target} HTTP/1.1\r\nHost: {request.authority}\r\n{headers}"
         resigned = False
         while True:
             authorization = self._signer.header_for(request.origin)
+            head = f"{request_line}Authorization: {authorization}\r\nContent-Length: {len(body)}\r\n\r\n"
             self.counters.sent += 1
             try:
-                async with self._session.post(
-                    url, data=body, headers={**headers, "Authorization": authorization}
-                ) as response:
-                    status = response.status
-                    if 200 <= status < 300:
-                        await response.read()  # so the connection goes back to the pool
-                        verdict = classify_webpush_answer(status)
-                    else:
-                        text = (await response.read())[:_DETAIL_MAX].decode("utf-8", "replace")
-                        verdict = classify_webpush_answer(status, response.headers.get("Retry-After"), text)
-            except aiohttp.InvalidURL as exc:
-                return classify_webpush_no_answer(LOCAL_BAD_ADDRESS, type(exc).__name__)
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                # aiohttp's own timeouts land here; our deadline arrives as CancelledError instead.
-                return classify_webpush_no_answer(aiohttp_transport_kind(exc), type(exc).__name__)
+                response = await self._http.post(request.scheme, request.host, request.port,
+                                                 head.encode("latin-1"), body)
+            except (HttpError, TimeoutError, OSError) as exc:
+                # Our deadline arrives as CancelledError instead and is handled by within_deadline.
+                return classify_webpush_no_answer(http_transport_kind(exc), type(exc).__name__)
+            if 200 <= response.status < 300:
+                verdict = classify_webpush_answer(response.status)
+            else:
+                detail = response.body[:_DETAIL_MAX].decode("utf-8", "replace")
+                verdict = classify_webpush_answer(response.status, response.headers.get("retry-after"), detail)
             if verdict.action is Action.REAUTH:
                 if not resigned:
                     resigned = True
