@@ -477,3 +477,23 @@ async def test_endpoints_that_would_break_the_request_line_fail_locally(webpush:
 
     assert [(v.action, v.reason) for v in verdicts] == [(Action.FAILED, "bad_address")] * len(bad)
     assert webpush.fake.records == []
+
+
+@pytest.mark.asyncio
+async def test_http_client_drops_idle_connections_the_server_closed_or_that_sat_too_long() -> None:
+    ok = b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"
+    server = ScriptedServer([[ok, None], [ok], [ok]])  # the first connection is closed after its answer
+    await server.start()
+    client = HttpClient(max_connections=4, idle_seconds=0.05)
+    try:
+        first = await _post(client, server)
+        await asyncio.sleep(0.02)  # the close arrives while the connection is idle
+        second = await _post(client, server)
+        await asyncio.sleep(0.1)  # longer than idle_seconds
+        third = await _post(client, server)
+    finally:
+        await client.close()
+        await server.stop()
+
+    assert [r.status for r in (first, second, third)] == [201, 201, 201]
+    assert server.connections == 3

@@ -78,8 +78,11 @@ class WebPushRequest(NamedTuple):
     data: bytes
 
 
-def _split_endpoint(endpoint: str) -> tuple[str, str, int, str, str] | None:
-    """(scheme, host, port, Host header, request target) of an http(s) endpoint, None when unusable."""
+def _split_endpoint(endpoint: str) -> tuple[str, str, str, int, str, str] | None:
+    """(origin, scheme, host, port, Host header, request target) of an http(s) endpoint; None when unusable.
+
+    The origin is vapid.origin_of's, without parsing the endpoint twice.
+    """
     try:
         url = urlsplit(endpoint)
         port = url.port
@@ -92,7 +95,7 @@ def _split_endpoint(endpoint: str) -> tuple[str, str, int, str, str] | None:
         return None
     if not _HEADER_SAFE.fullmatch(target) or not target.startswith("/"):
         return None
-    return url.scheme, host, port or _DEFAULT_PORTS[url.scheme], authority, target
+    return f"{url.scheme}://{url.netloc}", url.scheme, host, port or _DEFAULT_PORTS[url.scheme], authority, target
 
 
 class WebPushSender:
@@ -184,8 +187,7 @@ class WebPushSender:
             # RFC 8291 §4: more would not fit one 4096-byte record; services answer 413 or worse.
             too_large = f"{len(data)} > {MAX_PLAINTEXT_BYTES} bytes"
             return classify_webpush_no_answer(LOCAL_PAYLOAD_TOO_LARGE, too_large)
-        scheme, host, port, authority, target = where
-        return WebPushRequest(endpoint, origin_of(endpoint), scheme, host, port, authority, target, keys, data)
+        return WebPushRequest(endpoint, *where, keys, data)
 
     async def _send(self, request: WebPushRequest, headers: str) -> Verdict:
         assert self._in_flight is not None
