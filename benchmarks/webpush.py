@@ -34,6 +34,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import http_ece
 import orjson
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from pushstream.config import WebPushSettings
 from pushstream.models.internal import DeliveryBatch
@@ -45,12 +47,13 @@ from pushstream.providers.webpush.http import HttpClient
 from pushstream.providers.webpush.vapid import VapidSigner, load_vapid_key, origin_of
 from pushstream.testing.fakes import subscription_keys, webpush_subscription
 from pushstream.testing.fakes.control import FakesProcess
-from pushstream.testing.fakes.credentials import generate_dev_setup
+from pushstream.testing.fakes.credentials import b64url_decode, generate_dev_setup
 
 SUBJECT = "mailto:bench@example.com"
 ORIGINS = ("https://push-a.example.com", "https://push-b.example.com:8443", "https://push-c.example.com")
 SEED = bytes(range(32))
 SAMPLES = 18
+CURVE = ec.SECP256R1()
 TTL = 3600
 
 
@@ -105,6 +108,13 @@ def encryption_rows(messages: int, runs: int, vapid_file: Path) -> list[str]:
         signer.header_for(origin_of(sub["endpoint"]))
         return encrypt(payloads[i % 200], keys)
 
+    def ec_floor(i: int) -> bytes:
+        sub = subs[i % 200]
+        peer = ec.EllipticCurvePublicKey.from_encoded_point(CURVE, b64url_decode(sub["keys"]["p256dh"]))
+        ephemeral = ec.generate_private_key(CURVE)
+        ephemeral.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+        return ephemeral.exchange(ec.ECDH(), peer)
+
     methods = [
         ("pywebpush `WebPusher(sub)._prepare_send_data` (the old sender's encryption), VAPID cached", old),
         ("pushstream `crypto.encrypt`, keys decoded per message, VAPID cached", new),
@@ -122,6 +132,9 @@ def encryption_rows(messages: int, runs: int, vapid_file: Path) -> list[str]:
     for name, fn in methods:
         results = [_cpu_per_message(fn, messages) for _ in range(runs)]
         rows.append(_median_line(name, results, f"{SAMPLES} samples decrypted with http_ece"))
+    results = [_cpu_per_message(ec_floor, messages) for _ in range(runs)]
+    rows.append(_median_line("reference: the EC part alone (decode peer key, keygen, export, ECDH)", results,
+                             "the floor on OpenSSL; sending-tier-reference.md measured 58.2 on a quiet box"))
     return rows
 
 
