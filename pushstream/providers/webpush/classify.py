@@ -28,6 +28,7 @@ from pushstream.providers.outcome import (
     rule_by_http_class,
     verdict_from_rule,
 )
+from pushstream.providers.webpush import http
 
 # (HTTP status, kind) → rule; kind is "" for HTTP answers. Status 0 = no HTTP answer (transport or local).
 WEBPUSH_ANSWERS: Mapping[tuple[int, str], Rule] = MappingProxyType(
@@ -77,7 +78,25 @@ def classify_webpush_no_answer(kind: str, detail: str | None = None) -> Verdict:
     return verdict_from_rule(rule, reason=kind, provider_status=None, detail=detail)
 
 
-# aiohttp exception → transport kind; pywebpush does not wrap them. First match wins.
+# The sender's own HTTP/1.1 client (http.py) → transport kind. First match wins.
+HTTP_TRANSPORT_ERRORS: tuple[tuple[type[BaseException], str], ...] = (
+    (http.ConnectError, TRANSPORT_CONNECT_FAILED),  # DNS, refused, TLS handshake
+    (http.ConnectionLost, TRANSPORT_CONNECTION_LOST),  # closed or reset before the whole answer
+    (http.ProtocolError, TRANSPORT_ERROR),  # an answer that is not HTTP/1.1
+    (TimeoutError, TRANSPORT_TIMEOUT),
+    (OSError, TRANSPORT_CONNECTION_LOST),  # a write on a broken socket
+)
+
+
+def http_transport_kind(exc: BaseException) -> str:
+    """The transport kind (outcome.TRANSPORT_KINDS) of an http.py / socket exception."""
+    for exc_type, kind in HTTP_TRANSPORT_ERRORS:
+        if isinstance(exc, exc_type):
+            return kind
+    return TRANSPORT_ERROR
+
+
+# aiohttp exception → transport kind (for aiohttp-based sends; the sender uses http.py). First match wins.
 AIOHTTP_TRANSPORT_ERRORS: tuple[tuple[type[BaseException], str], ...] = (
     (aiohttp.ConnectionTimeoutError, TRANSPORT_CONNECT_FAILED),
     (aiohttp.ClientConnectorError, TRANSPORT_CONNECT_FAILED),  # DNS, refused, TLS handshake
