@@ -622,6 +622,13 @@ class H2Pool:
         self._lock = asyncio.Lock()
         self._closed = False
 
+    def ready_connection(self) -> H2Connection | None:
+        """A connection with a free stream right now, if any (``acquire`` without a coroutine)."""
+        for connection in self.connections:
+            if connection.has_capacity:
+                return connection
+        return None
+
     async def acquire(self) -> H2Connection:
         """A connection to send on (see the class docstring); ConnectFailed if none can be opened."""
         for connection in self.connections:

@@ -14,12 +14,14 @@ starts background IAM lookups).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import ssl
 import time
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
+import google.auth._helpers
 import google.auth.exceptions
 import google.auth.transport.requests
 import orjson
@@ -27,7 +29,7 @@ from google.oauth2 import service_account
 
 from pushstream.config import FcmSettings
 from pushstream.models.internal import DeliveryBatch
-from pushstream.providers.batching import send_each, within_deadline
+from pushstream.providers.batching import SendDeadlines, SendSlots, send_each
 from pushstream.providers.fcm.classify import (
     classify_fcm_answer,
     classify_fcm_no_answer,
@@ -114,13 +116,16 @@ class FcmSender:
         path = f"{url.path}/v1/projects/{settings.project_id}/messages:send"
         self.send_url = f"{base}/v1/projects/{settings.project_id}/messages:send"
         self._max_in_flight = max_in_flight or 100 * settings.max_connections
-        self._in_flight: asyncio.Semaphore | None = None
+        self._in_flight: SendSlots | None = None
+        self._deadlines = SendDeadlines(self.deadline)
         self._pool: H2Pool | None = None
         self._ssl: ssl.SSLContext | None = None
         self._creds: service_account.Credentials | None = None
         self._auth_request = _TimedAuthRequest(settings.timeout_seconds)
         self._refreshing: asyncio.Future[None] | None = None
         self._bearer_cache: tuple[str, bytes] = ("", b"")
+        # The token and expiry last found valid, and until when (epoch seconds) that holds.
+        self._checked: tuple[str | None, dt.datetime | None, float] = (None, None, 0.0)
         # Constant for every request of this sender: HPACK-indexed after the first one on a connection.
         self._headers: list[Header] = [
             (b":method", b"POST", False),
@@ -157,7 +162,7 @@ class FcmSender:
             context.set_alpn_protocols(["h2"])
             self._ssl = context
         self._pool = self._new_pool()
-        self._in_flight = asyncio.Semaphore(self._max_in_flight)
+        self._in_flight = SendSlots(self._max_in_flight)
         log.info("FCM sender ready: %s as %s", self.send_url, self._creds.service_account_email)
         try:
             await self._refresh(stale=None)
@@ -173,6 +178,7 @@ class FcmSender:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+        self._deadlines.close()
         self._auth_request.session.close()
 
     async def send_batch(self, batch: DeliveryBatch) -> list[Verdict]:
@@ -217,8 +223,8 @@ class FcmSender:
                     self._replace_pool(pool)
                 self._log_failure(token, "timeout")
 
-            return await within_deadline(
-                self._attempt(request.body), self.deadline, classify_fcm_no_answer, on_timeout=timed_out,
+            return await self._deadlines.run(
+                self._attempt(request.body), classify_fcm_no_answer, on_timeout=timed_out,
                 on_error=lambda: log.exception("FCM: unexpected error for token %s",
                                                token_fingerprint(self.platform, token)),
             )
@@ -241,7 +247,7 @@ class FcmSender:
             if pool is None:
                 return classify_fcm_no_answer(TRANSPORT_UNPROCESSED, "sender closed")
             try:
-                connection = await pool.acquire()
+                connection = pool.ready_connection() or await pool.acquire()
             except ConnectFailed as exc:
                 log.warning("FCM: cannot connect to %s:%s: %s", self.host, self.port, exc)
                 return classify_fcm_no_answer(TRANSPORT_CONNECT_FAILED, str(exc)[:200] or None)
@@ -284,9 +290,16 @@ class FcmSender:
     async def _bearer(self) -> str:
         creds = self._creds
         assert creds is not None
+        token, expiry, valid_until = self._checked
+        if creds.token is token and creds.expiry is expiry and token is not None and time.time() < valid_until:
+            return str(token)  # google-auth's ``valid`` costs more than the rest of the send's bookkeeping
         if not creds.valid:  # no token yet, or within google-auth's refresh threshold of expiry
             await self._refresh(stale=creds.token)
-        return str(creds.token)
+        token, expiry = creds.token, creds.expiry
+        if token is not None and expiry is not None:
+            until = expiry.replace(tzinfo=dt.UTC).timestamp() - google.auth._helpers.REFRESH_THRESHOLD.total_seconds()
+            self._checked = (token, expiry, until)
+        return str(token)
 
     async def _refresh(self, stale: str | None) -> None:
         """Fetch a new OAuth token unless one newer than ``stale`` exists; concurrent callers share one fetch.
