@@ -23,6 +23,10 @@ Protocol behaviour (RFC 9113):
   with ``StreamUnprocessed``;
 - a cancelled request (a deadline) is reset with RST_STREAM(CANCEL) and frees its stream at once.
 TLS with ALPN h2, or cleartext with prior knowledge (h2c). Server push is refused (ENABLE_PUSH=0).
+
+Nothing here starts threads or a foreign runtime (jh2 is a plain pyo3 extension), so unlike the Rust HTTP
+clients measured in sending-tier-reference.md there is no abort at interpreter exit; ``H2Pool.close()``
+closes every socket at once, including connections still draining after GOAWAY or retirement.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import logging
 import ssl
 import struct
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 
@@ -618,6 +623,7 @@ class H2Pool:
         self.max_connections = max(1, max_connections)
         self.connect_timeout = connect_timeout
         self.connections: list[H2Connection] = []
+        self._draining: weakref.WeakSet[H2Connection] = weakref.WeakSet()  # left the pool, answers pending
         self.opened = 0  # connections opened (for metrics and tests)
         self._lock = asyncio.Lock()
         self._closed = False
@@ -655,6 +661,8 @@ class H2Pool:
     def _discard(self, connection: H2Connection) -> None:
         if connection in self.connections:
             self.connections.remove(connection)
+        if not connection.closed:
+            self._draining.add(connection)
 
     def is_stuck(self, since: float) -> bool:
         """True when no connection answered anything since ``since`` (monotonic): hung, not just busy."""
@@ -663,6 +671,6 @@ class H2Pool:
     def close(self) -> None:
         """Close every connection (their in-flight requests fail with StreamLost)."""
         self._closed = True
-        for connection in list(self.connections):
+        for connection in [*self.connections, *self._draining]:
             connection.close()
         self.connections.clear()
