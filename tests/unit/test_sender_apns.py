@@ -263,3 +263,91 @@ async def test_many_error_bodies_do_not_stall_the_connection(apns: ApnsEnv) -> N
     verdicts = await asyncio.wait_for(apns.sender.send_batch(batch), timeout=DEADLINE + 5)
 
     assert all(v.action is Action.INVALID_TOKEN for v in verdicts)
+
+
+@pytest.mark.asyncio
+async def test_connection_loss_fails_in_flight_as_connection_lost_and_the_next_send_reconnects(apns: ApnsEnv) -> None:
+    [warm] = await apns.sender.send_batch(delivery_batch("apns", [item("d-0")]))
+    assert warm.action is Action.DELIVERED
+    apns.fake.latency = 5.0
+    batch = delivery_batch("apns", [item(f"d-{i}", token=f"{i:064x}") for i in range(10)])
+    pending = asyncio.ensure_future(apns.sender.send_batch(batch))
+    await asyncio.sleep(0.3)  # every request is on the wire, waiting for its answer
+    port = apns.fake.port
+    await apns.fake.stop()  # the server drops its connections
+
+    verdicts = await asyncio.wait_for(pending, timeout=2)
+
+    assert [(v.action, v.reason) for v in verdicts] == [(Action.RETRY, "connection_lost")] * 10
+    apns.fake.server.requested_port = port
+    await apns.fake.start()
+    apns.fake.latency = 0.0
+    [verdict] = await asyncio.wait_for(apns.sender.send_batch(delivery_batch("apns", [item("d-1")])), timeout=2)
+    assert verdict.action is Action.DELIVERED
+    assert apns.sender.pool.opened >= 1 and apns.fake.stats()["connections"] >= 1
+
+
+@pytest.mark.asyncio
+async def test_stream_limit_starts_at_one_and_follows_the_raise(apns: ApnsEnv) -> None:
+    # FakeAPNs advertises MAX_CONCURRENT_STREAMS=1 until a request with a valid JWT; then 1000.
+    apns.fake.latency = 0.05
+    batch = delivery_batch("apns", [item(f"d-{i}", token=f"{i:064x}") for i in range(200)])
+
+    verdicts = await asyncio.wait_for(apns.sender.send_batch(batch), timeout=DEADLINE)
+
+    assert all(v.action is Action.DELIVERED for v in verdicts)
+    connections = apns.sender.pool.connections
+    assert connections and all(c.max_streams == 1000 for c in connections)
+    assert apns.fake.stats()["max_concurrent_streams"] > 1  # the raise was used
+
+
+@pytest.mark.asyncio
+async def test_bodies_larger_than_a_small_initial_window_arrive_whole(
+    dev_setup: DevSetup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import h2.settings
+
+    from pushstream.testing.fakes import httpserver
+
+    def small_window_settings(max_streams: int) -> h2.settings.Settings:
+        return h2.settings.Settings(client=False, initial_values={
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_streams,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1000,  # every body spans several windows
+        })
+
+    monkeypatch.setattr(httpserver._H2Session, "_settings", staticmethod(small_window_settings))
+    fake = FakeAPNs(dev_setup)
+    await fake.start()
+    sender = ApnsSender(apns_settings(dev_setup, fake.port, max_connections=1))
+    await sender.start()
+    try:
+        # 60 x ~3.9 KB: past the 1000-byte stream windows and the 64 KiB connection window.
+        payloads = [build_apns_payload({"data": {"blob": f"{i:04d}" * 960}}, "t", "b") for i in range(60)]
+        items = [item(f"d-{i}", token=f"{i:064x}", payload=p) for i, p in enumerate(payloads)]
+
+        verdicts = await asyncio.wait_for(sender.send_batch(delivery_batch("apns", items)), timeout=DEADLINE)
+
+        assert all(v.action is Action.DELIVERED for v in verdicts)
+        received = {r.key: r.body for r in fake.records}
+        assert all(received[f"{i:064x}"] == orjson.dumps(p) for i, p in enumerate(payloads))
+    finally:
+        await sender.close()
+        await fake.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_deadline_resets_the_stream_and_the_connection_stays_usable(apns: ApnsEnv) -> None:
+    await apns.sender.send_batch(delivery_batch("apns", [item("d-0")]))  # connection up, JWT accepted
+    sender = ApnsSender(apns.settings, deadline=0.2)
+    await sender.start()
+    try:
+        await sender.send_batch(delivery_batch("apns", [item("d-0")]))
+        apns.fake.latency = 1.0
+        [late] = await asyncio.wait_for(sender.send_batch(delivery_batch("apns", [item("d-1")])), timeout=2)
+        apns.fake.latency = 0.0
+        [verdict] = await asyncio.wait_for(sender.send_batch(delivery_batch("apns", [item("d-2")])), timeout=2)
+    finally:
+        await sender.close()
+
+    assert (late.action, late.reason) == (Action.RETRY, "timeout")
+    assert verdict.action is Action.DELIVERED

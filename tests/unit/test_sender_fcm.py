@@ -198,3 +198,110 @@ async def test_unreachable_send_endpoint_is_a_retry(fcm: FcmEnv) -> None:
         await sender.close()
 
     assert (verdict.action, verdict.reason) == (Action.RETRY, "connect_failed")
+
+
+@pytest.mark.asyncio
+async def test_goaway_mid_batch_resends_only_the_unprocessed(fcm: FcmEnv) -> None:
+    fcm.fake.goaway_after = 30  # on every connection, after 30 requests
+    tokens = [f"tok-{i}" for i in range(100)]
+
+    verdicts = await asyncio.wait_for(
+        fcm.sender.send_batch(delivery_batch("fcm", [item(f"d-{i}", t) for i, t in enumerate(tokens)])),
+        timeout=DEADLINE + 2,
+    )
+
+    assert all(v.action is Action.DELIVERED for v in verdicts)
+    assert fcm.fake.stats()["goaways"] >= 3
+    assert sorted(r.key for r in fcm.fake.messages if r.key) == sorted(tokens)  # none sent twice
+    assert fcm.sender.counters.resent > 0
+
+
+@pytest.mark.asyncio
+async def test_the_servers_stream_limit_is_honoured(fcm: FcmEnv) -> None:
+    fcm.fake.latency = 0.05  # answers pile up: without the limit all 300 would be open at once
+    batch = delivery_batch("fcm", [item(f"d-{i}", f"tok-{i}") for i in range(300)])
+
+    verdicts = await asyncio.wait_for(fcm.sender.send_batch(batch), timeout=DEADLINE)
+
+    assert all(v.action is Action.DELIVERED for v in verdicts)
+    assert fcm.fake.stats()["max_concurrent_streams"] == 100  # FakeFCM advertises 100 per connection
+
+
+@pytest.mark.asyncio
+async def test_connection_loss_is_connection_lost_then_a_new_connection(fcm: FcmEnv) -> None:
+    fcm.fake.latency = 5.0
+    pending = asyncio.ensure_future(
+        fcm.sender.send_batch(delivery_batch("fcm", [item(f"d-{i}", f"tok-{i}") for i in range(5)]))
+    )
+    await asyncio.sleep(0.3)
+    port = fcm.fake.port
+    await fcm.fake.stop()
+
+    verdicts = await asyncio.wait_for(pending, timeout=2)
+
+    assert [(v.action, v.reason) for v in verdicts] == [(Action.RETRY, "connection_lost")] * 5
+    fcm.fake.server.requested_port = port
+    await fcm.fake.start()
+    fcm.fake.latency = 0.0
+    [verdict] = await asyncio.wait_for(fcm.sender.send_batch(delivery_batch("fcm", [item("d-9")])), timeout=2)
+    assert verdict.action is Action.DELIVERED
+    assert fcm.sender.pool.opened == 2
+
+
+@pytest.mark.asyncio
+async def test_a_deadline_cancels_cleanly_and_later_sends_work(fcm: FcmEnv) -> None:
+    sender = FcmSender(fcm.settings, deadline=0.2)
+    await sender.start()
+    try:
+        [first] = await sender.send_batch(delivery_batch("fcm", [item("d-0")]))
+        fcm.fake.latency = 1.0
+        [late] = await asyncio.wait_for(sender.send_batch(delivery_batch("fcm", [item("d-1", "tok-1")])), timeout=2)
+        fcm.fake.latency = 0.0
+        [after] = await asyncio.wait_for(sender.send_batch(delivery_batch("fcm", [item("d-2", "tok-2")])), timeout=2)
+    finally:
+        await sender.close()
+
+    assert first.action is Action.DELIVERED
+    assert (late.action, late.reason) == (Action.RETRY, "timeout")
+    assert after.action is Action.DELIVERED
+
+
+@pytest.mark.asyncio
+async def test_transport_refused_stream_is_unprocessed_and_ping_is_acknowledged() -> None:
+    from jh2._hazmat import Encoder
+
+    from pushstream.providers import h2transport as h2t
+
+    seen: list[tuple[int, int, int]] = []  # (type, flags, stream) of every frame the client sent
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(len(h2t.PREFACE))
+        writer.write(h2t.frame(h2t.SETTINGS, 0, 0) + h2t.frame(h2t.PING, 0, 0, b"12345678"))
+        encoder = Encoder()
+        while True:
+            head = await reader.readexactly(9)
+            length = int.from_bytes(head[:3], "big")
+            ftype, flags, stream = head[3], head[4], int.from_bytes(head[5:], "big")
+            await reader.readexactly(length)
+            seen.append((ftype, flags, stream))
+            if ftype == h2t.HEADERS and stream == 1:
+                writer.write(h2t.frame(h2t.RST_STREAM, 0, 1, h2t.REFUSED_STREAM.to_bytes(4, "big")))
+            elif ftype == h2t.HEADERS and stream == 3:
+                block = encoder.encode([(b":status", b"200", False)])
+                writer.write(h2t.frame(h2t.HEADERS, h2t.END_HEADERS | h2t.END_STREAM, 3, block))
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        connection = await h2t.connect("127.0.0.1", port, ssl_context=None, timeout=2)
+        headers = [(b":method", b"GET", False), (b":scheme", b"http", False), (b":path", b"/", False),
+                   (b":authority", b"x", False)]
+        with pytest.raises(h2t.StreamUnprocessed):
+            await asyncio.wait_for(connection.request(headers), timeout=2)
+        response = await asyncio.wait_for(connection.request(headers), timeout=2)
+        connection.close()
+    finally:
+        server.close()
+
+    assert response.status == 200
+    assert (h2t.PING, h2t.ACK, 0) in seen and (h2t.SETTINGS, h2t.ACK, 0) in seen
