@@ -212,6 +212,7 @@ class SenderService:
         self.memory = SentMemory()
         self.lock = asyncio.Lock()
         self._paused: dict[TopicPartition, float] = {}
+        self._owned: set[TopicPartition] = set()  # what this member may settle: set on assignment only
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -264,6 +265,9 @@ class SenderService:
     def forget(self, revoked: Iterable[TopicPartition]) -> None:
         for tp in revoked:
             self._paused.pop(tp, None)
+            # consumer.assignment() still lists revoked partitions until the new assignment arrives: records
+            # polled before the rebalance must not be settled in that window, the next owner has them.
+            self._owned.discard(tp)
         # Another process may settle batches of these partitions now: reload their memory when they return.
         self.memory.loaded.difference_update(tp.partition % self.sent_partitions for tp in revoked)
 
@@ -274,12 +278,14 @@ class SenderService:
         assert consumer is not None
         tps = set(assigned)
         started = time.monotonic()
+        self._owned = set()
         count = await self.memory.load(self.servers, self.sent_topic, {tp.partition % self.sent_partitions
                                                                          for tp in tps})
         for tp in tps:
             committed = await consumer.committed(tp)
             if committed is not None:
                 consumer.seek(tp, committed)
+        self._owned = tps
         log.info("sender %s/%s: %d partitions assigned, %d sent-memory entries loaded in %.0f ms", self.lane,
                  "+".join(self.platforms), len(tps), count, (time.monotonic() - started) * 1000)
         self.ready.set()
@@ -294,7 +300,7 @@ class SenderService:
             if not polled:
                 continue
             async with self.lock:
-                assigned = consumer.assignment()
+                assigned = self._owned
                 work: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes]]] = []
                 offsets: dict[TopicPartition, int] = {}
                 now = time.time()

@@ -44,17 +44,17 @@ def delete_test_topics() -> Iterator[None]:
     does not grow with every run on the same machine."""
     yield
     import asyncio
-    import re
 
     from aiokafka.admin import AIOKafkaAdminClient
 
-    from tests.integration.harness import BROKER
+    from tests.integration.harness import BROKER, CREATED_PREFIXES
 
     async def delete() -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=BROKER)
         await admin.start()
         try:
-            ours = [t for t in await admin.list_topics() if re.match(r"^t[0-9a-f]{10}\.", t)]
+            prefixes = tuple(CREATED_PREFIXES)
+            ours = [t for t in await admin.list_topics() if prefixes and t.startswith(prefixes)]
             for start in range(0, len(ours), 100):
                 await admin.delete_topics(ours[start:start + 100])
         finally:

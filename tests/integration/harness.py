@@ -30,6 +30,9 @@ ROOT = Path(__file__).resolve().parents[2]
 BROKER = os.environ.get("PUSHSTREAM_TEST_BROKER", "127.0.0.1:9092")
 BIN = Path(sys.executable).parent
 DEMO_KEY = "key-demo"
+# Topic prefixes of the deployments this process made: removed at the end of the session (and only those, so
+# concurrent runs on the same broker keep theirs).
+CREATED_PREFIXES: list[str] = []
 OTHER_KEY = "key-other"
 
 
@@ -75,6 +78,7 @@ def make_deployment(root: Path, *, partitions: int = 4, apps: dict[str, Any] | N
             spec["partitions"] = partitions
     (root / "topics.yaml").write_text(yaml.safe_dump(layout))
     prefix = f"t{uuid.uuid4().hex[:10]}."
+    CREATED_PREFIXES.append(prefix)
     apps = apps if apps is not None else {"demo": {"api_keys": [DEMO_KEY]}, "other": {"api_keys": [OTHER_KEY]}}
     config = {
         "kafka": {"broker": f"kafka://{BROKER}", "topic_prefix": prefix, "topics_file": "topics.yaml"},
