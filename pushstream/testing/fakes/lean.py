@@ -61,6 +61,7 @@ _CONNECTION_WINDOW = 1 << 30  # connection receive window after our first WINDOW
 _MAX_HEADER_LIST_SIZE = 65536
 _MAX_H1_HEAD = 65536
 _ENFORCED_STREAM_LIMIT = 1000  # as in httpserver: advertised limits are not enforced below this
+_TRAILERS = -1  # stands for the flags of a trailers block in _headers_complete
 _STATIC_STATUS = {200: 0x88, 204: 0x89, 206: 0x8A, 304: 0x8B, 400: 0x8C, 404: 0x8D, 500: 0x8E}
 
 
@@ -284,17 +285,13 @@ class _LeanH2(Connection):
         # PRIORITY and unknown frame types are ignored (RFC 9113 §5.5).
 
     def _on_headers(self, flags: int, stream_id: int, payload: bytes) -> None:
+        trailers = False
         if stream_id == 0 or stream_id % 2 == 0 or stream_id <= self._last_client_stream:
-            # Trailers on an open stream are allowed; anything else is a protocol error.
-            if stream_id in self._partial and flags & _END_STREAM:
-                self._continuation = None
-                if flags & _END_HEADERS:
-                    self._finish(stream_id)
-                else:
-                    self._continuation = (stream_id, -1, bytearray())  # trailers: decoded, then ignored
+            # Trailers (HEADERS with END_STREAM on a stream still being received) are allowed.
+            if not (stream_id in self._partial and flags & _END_STREAM):
+                self._fail(_PROTOCOL_ERROR, "bad stream id for HEADERS")
                 return
-            self._fail(_PROTOCOL_ERROR, "bad stream id for HEADERS")
-            return
+            trailers = True
         if flags & _PADDED:
             if not payload or payload[0] >= len(payload):
                 self._fail(_PROTOCOL_ERROR, "bad padding")
@@ -302,11 +299,13 @@ class _LeanH2(Connection):
             payload = payload[1 : len(payload) - payload[0]]
         if flags & _PRIORITY_FLAG:
             payload = payload[5:]
-        self._last_client_stream = stream_id
+        if not trailers:
+            self._last_client_stream = stream_id
+        kind = _TRAILERS if trailers else flags
         if flags & _END_HEADERS:
-            self._headers_complete(stream_id, flags, payload)
+            self._headers_complete(stream_id, kind, payload)
         else:
-            self._continuation = (stream_id, flags, bytearray(payload))
+            self._continuation = (stream_id, kind, bytearray(payload))
 
     def _headers_complete(self, stream_id: int, flags: int, block: bytes) -> None:
         try:
@@ -316,7 +315,7 @@ class _LeanH2(Connection):
                 raise
             self._fail(_COMPRESSION_ERROR, "header block does not decode")
             return
-        if flags == -1:  # trailers
+        if flags == _TRAILERS:  # decoded for the HPACK state's sake, then dropped
             self._finish(stream_id)
             return
         if self._draining and stream_id > self._goaway_last_stream:
