@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import http_ece
 import httpx
@@ -160,10 +160,9 @@ class H2Load(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are no subclasses
         settings = struct.pack(">HIHI", 0x2, 0, 0x4, CLIENT_WINDOW)
-        transport.write(
+        self.transport.write(
             PREFACE + frame(SETTINGS, 0, 0, settings) + frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", CLIENT_WINDOW))
         )
 
@@ -267,8 +266,7 @@ class H1Conn(asyncio.Protocol):
         self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are no subclasses
         self.connected.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -8,6 +8,7 @@ import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import h2.config
@@ -24,8 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from h2.settings import SettingCodes
 from pywebpush import webpush_async
 
-from pushstream.testing.fakes import DevSetup, FakeAPNs, FakeFCM, FakeWebPush, generate_dev_setup
-from pushstream.testing.fakes.clients import fcm_credentials, fcm_http2_client, local_aioapns_client
+from pushstream.testing.fakes import DevSetup, FakeAPNs, FakeFCM, FakesProcess, FakeWebPush, generate_dev_setup
+from pushstream.testing.fakes.clients import FCM_SCOPES, fcm_credentials, fcm_http2_client, local_aioapns_client
 from pushstream.testing.fakes.credentials import b64url, client_ssl_context, load_private_key
 
 TOKEN = "ab" * 32
@@ -345,14 +346,18 @@ async def test_garbage_header_block_is_a_compression_error(fcm: FakeFCM) -> None
 # -- Web Push ------------------------------------------------------------------------------------------------------
 
 
-def vapid_request(setup: DevSetup, fake: FakeWebPush, sid: str, body: bytes = b"\x00" * 100) -> bytes:
+def vapid_authorization(setup: DevSetup, origin: str) -> str:
     key = load_private_key(setup.vapid_private_key_file)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     public = key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-    token = jwt.encode({"aud": fake.origin, "exp": int(time.time()) + 3600, "sub": "mailto:a@b.c"}, key, "ES256")
+    token = jwt.encode({"aud": origin, "exp": int(time.time()) + 3600, "sub": "mailto:a@b.c"}, key, "ES256")
+    return f"vapid t={token},k={b64url(public)}"
+
+
+def vapid_request(setup: DevSetup, fake: FakeWebPush, sid: str, body: bytes = b"\x00" * 100) -> bytes:
     head = (
         f"POST /push/{sid} HTTP/1.1\r\nHost: 127.0.0.1:{fake.port}\r\nTTL: 60\r\nContent-Encoding: aes128gcm\r\n"
-        f"Authorization: vapid t={token},k={b64url(public)}\r\nContent-Length: {len(body)}\r\n\r\n"
+        f"Authorization: {vapid_authorization(setup, fake.origin)}\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
 
@@ -420,3 +425,62 @@ async def test_webpush_latency_keeps_pipelined_order(base_setup: DevSetup, webpu
     writer.close()
 
     assert [status for status, _, _ in answers] == [201, 201] and elapsed >= 0.4
+
+
+# -- the subprocess (python -m pushstream.testing.fakes --benchmark, on uvloop) -------------------------------------
+
+
+def test_subprocess_benchmark_mode_serves_all_three_and_counts(tmp_path: Path) -> None:
+    fakes = FakesProcess(tmp_path / "dev", benchmark=True)
+    with fakes as control:
+        endpoints = fakes.endpoints
+        assert endpoints is not None
+        setup = setup_from(control.setup())
+        control.unregister("apns", GONE_TOKEN)
+        with httpx.Client(http2=True, verify=client_ssl_context(setup)) as client:
+            url = f"https://localhost:{endpoints.apns_port}/3/device/"
+            headers = dict(apns_headers(setup))
+            apns = [client.post(url + token, content=b"{}", headers=headers) for token in (TOKEN, GONE_TOKEN)]
+        account = json.loads(setup.fcm_service_account_file.read_text())
+        now = int(time.time())
+        assertion = jwt.encode(
+            {"iss": account["client_email"], "scope": FCM_SCOPES[0], "aud": "x", "iat": now, "exp": now + 600},
+            account["private_key"],
+            "RS256",
+        )
+        with httpx.Client(http1=False, http2=True) as client:
+            grant = {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion}
+            access = httpx.post(f"{endpoints.fcm_url}/token", data=grant).json()["access_token"]
+            fcm = client.post(
+                f"{endpoints.fcm_url}/v1/projects/{setup.fcm_project_id}/messages:send",
+                json={"message": {"token": "t"}},
+                headers={"Authorization": f"Bearer {access}"},
+            )
+        webpush = httpx.post(
+            f"{endpoints.webpush_origin}/push/s1",
+            content=b"\x00" * 64,
+            headers={
+                "TTL": "60",
+                "Content-Encoding": "aes128gcm",
+                "Authorization": vapid_authorization(setup, endpoints.webpush_origin),
+            },
+        )
+        stats = control.stats()
+        records = control.requests("fcm")
+
+    assert [r.status_code for r in apns] == [200, 410] and {r.http_version for r in apns} == {"HTTP/2"}
+    assert fcm.status_code == 200 and fcm.http_version == "HTTP/2" and webpush.status_code == 201
+    assert stats["apns"]["by_status"] == {"200": 1, "410": 1}
+    assert stats["fcm"]["by_status"] == {"200": 2} and stats["fcm"]["token_requests"] == 1
+    assert stats["webpush"]["by_status"] == {"201": 1} and records == []
+    assert "uvloop is not installed" not in fakes.log_file.read_text()
+
+
+def setup_from(data: dict[str, Any]) -> DevSetup:
+    values = {
+        name: Path(value) if name.endswith(("_file", "directory")) else value
+        for name, value in data.items()
+        if name in DevSetup.__dataclass_fields__
+    }
+    values["webpush_seed"] = bytes.fromhex(data["webpush_seed"])
+    return DevSetup(**values)

@@ -22,7 +22,7 @@ import ssl
 import struct
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from jh2._hazmat import Decoder
 
@@ -116,10 +116,9 @@ class LeanProtocol(asyncio.Protocol):
         self._head = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's are no subclasses
         self._server.stats.connections += 1
-        self._server.lean_connections.add(transport)
+        self._server.lean_connections.add(self._transport)
         ssl_object = transport.get_extra_info("ssl_object")
         alpn = ssl_object.selected_alpn_protocol() if isinstance(ssl_object, ssl.SSLObject) else None
         if alpn == "h2":
