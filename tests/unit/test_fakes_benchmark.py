@@ -28,6 +28,7 @@ from pywebpush import webpush_async
 from pushstream.testing.fakes import DevSetup, FakeAPNs, FakeFCM, FakesProcess, FakeWebPush, generate_dev_setup
 from pushstream.testing.fakes.clients import FCM_SCOPES, fcm_credentials, fcm_http2_client, local_aioapns_client
 from pushstream.testing.fakes.credentials import b64url, client_ssl_context, load_private_key
+from pushstream.testing.fakes.lean import set_read_coalescing
 
 TOKEN = "ab" * 32
 GONE_TOKEN = "cd" * 32
@@ -296,6 +297,24 @@ async def test_fcm_latency_holds_answers_without_serialising(base_setup: DevSetu
 
     assert {r.status_code for r in responses} == {200}
     assert 0.3 <= elapsed < 1.5
+
+
+@pytest.mark.asyncio
+async def test_read_coalescing_still_answers_everything(base_setup: DevSetup, fcm: FakeFCM) -> None:
+    token = await fcm_token(base_setup, fcm)
+    set_read_coalescing(0.002)
+    try:
+        async with fcm_http2_client() as client:
+            auth = {"Authorization": f"Bearer {token}"}
+            responses = await asyncio.gather(
+                *(client.post(fcm.send_url, json={"message": {"token": f"t{i}"}}, headers=auth) for i in range(50))
+            )
+    finally:
+        set_read_coalescing(0)
+
+    assert {r.status_code for r in responses} == {200}
+    with pytest.raises(ValueError):
+        set_read_coalescing(-1)
 
 
 @pytest.mark.asyncio

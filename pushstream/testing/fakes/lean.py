@@ -20,6 +20,7 @@ import asyncio
 import logging
 import ssl
 import struct
+import time
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, cast
@@ -60,9 +61,40 @@ _RECEIVE_WINDOW = 1 << 20  # per stream, advertised in SETTINGS
 _CONNECTION_WINDOW = 1 << 30  # connection receive window after our first WINDOW_UPDATE
 _MAX_HEADER_LIST_SIZE = 65536
 _MAX_H1_HEAD = 65536
+_READ_BUFFER = 65536  # per connection
 _ENFORCED_STREAM_LIMIT = 1000  # as in httpserver: advertised limits are not enforced below this
 _TRAILERS = -1  # stands for the flags of a trailers block in _headers_complete
 _STATIC_STATUS = {200: 0x88, 204: 0x89, 206: 0x8A, 304: 0x8B, 400: 0x8C, 404: 0x8D, 500: 0x8E}
+
+
+class _Coalescing:
+    """Read coalescing for the whole process: after a loop turn that read something, sleep briefly.
+
+    Clients that write once per request (aioapns, httpx) otherwise wake the fake for every request, and a
+    wake-up costs far more than the request itself. Sleeping ``seconds`` before the next poll lets the
+    kernel gather what arrives meanwhile, so the next turn reads many requests at once. Answers are not
+    delayed by it (they were written in the turn that read their request); the next requests are, by
+    at most ``seconds``. Off (0) unless ``set_read_coalescing`` turns it on: it blocks the whole loop, so
+    it suits the fakes' own process, not a loop shared with the client under test.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.scheduled = False
+
+    def nap(self) -> None:
+        self.scheduled = False
+        time.sleep(self.seconds)
+
+
+_coalescing = _Coalescing()
+
+
+def set_read_coalescing(seconds: float) -> None:
+    """Sleep up to ``seconds`` after each loop turn that read requests (0 = off); see _Coalescing."""
+    if seconds < 0:
+        raise ValueError("seconds must be >= 0")
+    _coalescing.seconds = seconds
 
 
 def _frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
@@ -104,8 +136,12 @@ def encode_header_block(status: int, headers: list[tuple[str, str]]) -> bytes:
     return b"".join(parts)
 
 
-class LeanProtocol(asyncio.Protocol):
-    """One accepted connection: picks HTTP/2 (ALPN or preface) or HTTP/1.1, then hands bytes to that."""
+class LeanProtocol(asyncio.BufferedProtocol):
+    """One accepted connection: picks HTTP/2 (ALPN or preface) or HTTP/1.1, then hands bytes to that.
+
+    A buffered protocol, so reads land in one reused buffer: with plain ``data_received`` the TLS layer
+    allocates (mmap) and frees a 256 KiB bytes object for every read, which doubled the cost per read.
+    """
 
     def __init__(self, server: HTTPServer, handler: LeanHandler, connection_id: int) -> None:
         self._server = server
@@ -114,6 +150,16 @@ class LeanProtocol(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._session: _LeanH2 | _LeanH1 | None = None
         self._head = b""
+        self._read_buffer = memoryview(bytearray(_READ_BUFFER))
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(bytes(self._read_buffer[:nbytes]))
+        if _coalescing.seconds > 0 and not _coalescing.scheduled:
+            _coalescing.scheduled = True
+            asyncio.get_running_loop().call_soon(_coalescing.nap)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's are no subclasses
