@@ -159,6 +159,7 @@ class FakeProvider:
             http1=self.serves_http1,
             advertised_max_streams=self.advertised_max_streams,
             validate_headers=not benchmark,
+            lean=self._answer_now if benchmark else None,
         )
         self._scripts: dict[str, _Script] = {}
         self._fraction: _FractionRule | None = None
@@ -291,6 +292,12 @@ class FakeProvider:
     def handle(self, request: IncomingRequest) -> Verdict:
         """Decide the answer to one request (provider-specific)."""
         raise NotImplementedError
+
+    def _answer_now(self, request: IncomingRequest) -> tuple[Answer, float]:
+        """Benchmark mode's request path (lean.py): decide and count at once; the delay is the latency."""
+        answer = self.handle(request).answer
+        self.status_counts[answer.status] += 1
+        return answer, self.latency
 
     async def _serve(self, request: IncomingRequest) -> Answer:
         arrived = time.time()

@@ -16,6 +16,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import h2.config
 import h2.connection
@@ -24,6 +25,9 @@ import h2.exceptions
 import h2.settings
 import h11
 from h2.settings import SettingCodes
+
+if TYPE_CHECKING:
+    from pushstream.testing.fakes.lean import LeanHandler
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +104,12 @@ class HTTPServer:
         http2: bool = True,
         advertised_max_streams: int = 100,
         validate_headers: bool = True,
+        lean: LeanHandler | None = None,
     ) -> None:
         self.handler = handler
+        # Benchmark mode: serve through lean.py's protocols, calling ``lean`` synchronously per request.
+        self.lean = lean
+        self.lean_connections: set[asyncio.Transport] = set()
         self.validate_headers = validate_headers  # h2's per-header checks cost ~10% CPU; benchmarks skip them
         self.host = host
         self.requested_port = port
@@ -126,6 +134,14 @@ class HTTPServer:
 
     async def start(self) -> None:
         """Bind and start accepting connections."""
+        if self.lean is not None:
+            from pushstream.testing.fakes.lean import LeanProtocol
+
+            lean = self.lean
+            self._server = await asyncio.get_running_loop().create_server(
+                lambda: LeanProtocol(self, lean, next(self._ids)), self.host, self.requested_port, ssl=self.ssl_context
+            )
+            return
         self._server = await asyncio.start_server(
             self._on_connection, self.host, self.requested_port, ssl=self.ssl_context
         )
@@ -138,6 +154,9 @@ class HTTPServer:
         tasks = list(self._connection_tasks)
         for task in tasks:
             task.cancel()
+        for transport in list(self.lean_connections):
+            transport.abort()
+        self.lean_connections.clear()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._server.wait_closed()
         self._server = None
