@@ -169,6 +169,16 @@ class SentMemory:
         return count
 
 
+def _positions(consumer: AIOKafkaConsumer | None) -> dict[str, Any]:
+    """aiokafka's per-partition fetch state (position, status, paused), read from its subscription."""
+    try:
+        assignment: Any = consumer._subscription.subscription.assignment  # type: ignore[union-attr]
+        return {f"{tp.topic}:{tp.partition}": [state._position, str(state._status), state._paused]
+                for tp, state in assignment._tp_state.items()}
+    except Exception as exc:  # debugging aid only
+        return {"error": repr(exc)}
+
+
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, service: SenderService) -> None:
         self.service = service
@@ -257,6 +267,19 @@ class SenderService:
             await self._producer.stop()
         await self.pool.close()
 
+    def describe(self) -> dict[str, Any]:
+        """What this member owns and where it stands, for /debug/senders."""
+        consumer = self._consumer
+        assignment = consumer.assignment() if consumer is not None else set()
+        return {
+            "group": self.group, "instance": self.instance, "settled_batches": self.settled,
+            "memory": len(self.memory),
+            "owned": sorted(f"{tp.topic}:{tp.partition}" for tp in self._owned),
+            "assigned": sorted(f"{tp.topic}:{tp.partition}" for tp in assignment),
+            "paused": {f"{tp.topic}:{tp.partition}": due for tp, due in self._paused.items()},
+            "positions": _positions(consumer),
+        }
+
     @property
     def task(self) -> asyncio.Task[None] | None:
         return self._task
@@ -281,10 +304,13 @@ class SenderService:
         self._owned = set()
         count = await self.memory.load(self.servers, self.sent_topic, {tp.partition % self.sent_partitions
                                                                          for tp in tps})
+        # Always position explicitly: records the fetcher returned while this ran were dropped (not owned yet).
         for tp in tps:
             committed = await consumer.committed(tp)
             if committed is not None:
                 consumer.seek(tp, committed)
+            else:
+                await consumer.seek_to_beginning(tp)
         self._owned = tps
         log.info("sender %s/%s: %d partitions assigned, %d sent-memory entries loaded in %.0f ms", self.lane,
                  "+".join(self.platforms), len(tps), count, (time.monotonic() - started) * 1000)
@@ -305,8 +331,13 @@ class SenderService:
                 offsets: dict[TopicPartition, int] = {}
                 now = time.time()
                 for tp, messages in polled.items():
-                    if tp not in assigned or tp in self._paused:
-                        continue  # revoked while polled, or rewound: the records come again
+                    if tp in self._paused:
+                        continue  # rewound: the records come again
+                    if tp not in assigned:
+                        # Revoked while polled (the next owner has them), or not owned *yet*: an assignment
+                        # still loading its memory. Then rewind, so the records come again once it is owned.
+                        self._rewind(consumer, tp, messages[0].offset)
+                        continue
                     for message in messages:
                         due = self._not_before(tp, message)
                         if due is not None and due > now:
@@ -320,6 +351,14 @@ class SenderService:
                 if offsets:
                     with metrics.batch_seconds.labels(f"sender_{self.lane}").time():
                         await self._settle(work, offsets)
+
+    @staticmethod
+    def _rewind(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> None:
+        try:
+            if tp in consumer.assignment():
+                consumer.seek(tp, offset)
+        except Exception:  # revoked in the meantime: nothing to rewind
+            pass
 
     def _not_before(self, tp: TopicPartition, message: ConsumerRecord[bytes, bytes]) -> float | None:
         if tp.topic not in self.retry_topics:

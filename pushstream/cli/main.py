@@ -27,6 +27,37 @@ def _topics_apply(args: argparse.Namespace) -> int:
     return 1 if drift else 0
 
 
+# Faust's options that go before the `worker` command; everything else is an option of `faust worker`.
+FAUST_TOP_OPTIONS = {"-D": True, "--datadir": True, "-L": True, "--loop": True, "-l": True, "--loglevel": True,
+                     "-f": True, "--logfile": True, "-W": True, "--workdir": True, "--debug": False,
+                     "--no-debug": False, "-q": False, "--quiet": False, "--no-quiet": False, "--json": False}
+
+
+def split_faust_args(extra: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(top-level faust options, `faust worker` options) from the pass-through arguments."""
+    top: list[str] = []
+    worker: list[str] = []
+    items = list(extra)
+    while items:
+        arg = items.pop(0)
+        name = arg.split("=", 1)[0]
+        if name in FAUST_TOP_OPTIONS:
+            top.append(arg)
+            if FAUST_TOP_OPTIONS[name] and "=" not in arg and items:
+                top.append(items.pop(0))
+        else:
+            worker.append(arg)
+    return top, worker
+
+
+def option_value(args: Sequence[str], *names: str) -> str | None:
+    for i, arg in enumerate(args):
+        name, _, value = arg.partition("=")
+        if name in names:
+            return value if value else (args[i + 1] if i + 1 < len(args) else None)
+    return None
+
+
 def _worker(args: argparse.Namespace, extra: list[str]) -> int:
     if args.config:
         os.environ["PUSHSTREAM_CONFIG"] = args.config
@@ -35,11 +66,64 @@ def _worker(args: argparse.Namespace, extra: list[str]) -> int:
         if code:
             print("refusing to start a worker on drifted topics (use --no-apply to skip the check)", file=sys.stderr)
             return code
+    if args.role == "router":
+        return _router(extra)
+    if args.role == "sender":
+        return _sender(args, extra)
+    return _machine(args, extra)
+
+
+def _router(extra: list[str]) -> int:
     from faust.cli.faust import cli
 
-    # Faust's click CLI reads sys.argv-like args; it exits the process itself.
-    cli.main(args=["-A", "pushstream.app", "worker", *extra], prog_name="pushstream worker")
+    os.environ["PUSHSTREAM_ROLE"] = "router"
+    top, worker = split_faust_args(extra)
+    if option_value(top, "-L", "--loop") is None:
+        top += ["--loop", "uvloop"]
+    # Faust's click CLI exits the process itself.
+    cli.main(args=[*top, "-A", "pushstream.app", "worker", *worker], prog_name="pushstream worker")
     return 0
+
+
+def _sender(args: argparse.Namespace, extra: list[str]) -> int:
+    from pushstream.cli import sender
+    from pushstream.models.vocabulary import LANES, PLATFORMS
+    from pushstream.runtime import load_runtime
+
+    rt = load_runtime(args.config)
+    platforms = tuple(p for p in (args.platforms or ",".join(PLATFORMS)).split(",") if p)
+    unknown = set(platforms) - set(PLATFORMS)
+    if unknown:
+        print(f"pushstream: unknown platform(s) {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    port = option_value(extra, "--web-port")
+    return sender.run(rt, lanes=tuple(args.lane or LANES), platforms=platforms,
+                      host=option_value(extra, "--web-host", "-h") or "127.0.0.1",
+                      port=int(port) if port else rt.settings.web.port + 1,
+                      loglevel=option_value(extra, "-l", "--loglevel") or "info")
+
+
+def _machine(args: argparse.Namespace, extra: list[str]) -> int:
+    """The router and one sender process per lane, supervised."""
+    from pushstream.cli.supervisor import Child, supervise
+    from pushstream.config import load_settings
+    from pushstream.models.vocabulary import LANES
+
+    settings = load_settings(args.config)
+    port = int(option_value(extra, "--web-port") or settings.web.port)
+    base = [sys.executable, "-m", "pushstream.cli.main"] + (["--config", args.config] if args.config else [])
+    env = dict(os.environ)
+    children = [Child("router", [*base, "worker", "--role", "router", "--no-apply", *extra], env)]
+    top, _ = split_faust_args(extra)
+    loglevel = option_value(top, "-l", "--loglevel")
+    for i, lane in enumerate(args.lane or LANES):
+        argv = [*base, "worker", "--role", "sender", "--lane", lane, "--no-apply", "--web-port", str(port + 1 + i)]
+        if args.platforms:
+            argv += ["--platforms", args.platforms]
+        if loglevel:
+            argv += ["--loglevel", loglevel]
+        children.append(Child(f"sender-{lane}", argv, env))
+    return supervise(children)
 
 
 def _fakes(extra: list[str]) -> int:
@@ -62,8 +146,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pushstream", description="Kafka-native push-notification pipeline")
     parser.add_argument("--config", help="path of pushstream.yaml (default: $PUSHSTREAM_CONFIG or ./pushstream.yaml)")
     commands = parser.add_subparsers(dest="command", required=True)
-    worker = commands.add_parser("worker", help="run a worker (faust -A pushstream.app worker); extra args go to faust")
+    worker = commands.add_parser(
+        "worker", help="run this machine's processes: the router and a sender per lane, supervised (or one --role); "
+                       "other options go to faust")
     worker.add_argument("--no-apply", action="store_true", help="do not create missing topics first")
+    worker.add_argument("--role", choices=("router", "sender"), help="run one role only")
+    worker.add_argument("--lane", choices=("transactional", "bulk"), action="append",
+                        help="sender lane(s) (default: both)")
+    worker.add_argument("--platforms", help="comma-separated platforms a sender serves (default: all)")
     topics = commands.add_parser("topics", help="manage the topics in topics.yaml")
     topic_commands = topics.add_subparsers(dest="topics_command", required=True)
     apply = topic_commands.add_parser("apply", help="create missing topics; exit 1 on drift")

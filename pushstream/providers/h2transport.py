@@ -40,6 +40,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable
+from typing import cast
 
 from jh2._hazmat import Decoder, Encoder, HPACKError
 
@@ -179,11 +180,12 @@ class H2Connection(asyncio.Protocol):
     # -- asyncio.Protocol ------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but they have its methods.
+        self.transport = cast(asyncio.Transport, transport)
         settings = _SETTING.pack(S_ENABLE_PUSH, 0) + _SETTING.pack(S_INITIAL_WINDOW_SIZE, STREAM_RECEIVE_WINDOW)
         increment = CONNECTION_RECEIVE_WINDOW - DEFAULT_WINDOW
-        transport.write(PREFACE + frame(SETTINGS, 0, 0, settings) + frame(WINDOW_UPDATE, 0, 0, _U32.pack(increment)))
+        self.transport.write(PREFACE + frame(SETTINGS, 0, 0, settings)
+                             + frame(WINDOW_UPDATE, 0, 0, _U32.pack(increment)))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

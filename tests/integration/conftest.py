@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,6 +37,15 @@ def workers() -> Iterator[list[Worker]]:
     yield started
     for worker in started:
         worker.kill()
+
+
+@pytest.fixture
+def processes() -> Iterator[list[Any]]:
+    """Role processes a test starts (anything with kill()); all are killed at the end."""
+    started: list[Any] = []
+    yield started
+    for process in started:
+        process.kill()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,11 +78,35 @@ def provider_counts(stack: Stack) -> dict[str, int]:
     return {p: int(stats[p]["requests"]) for p in PROVIDERS}
 
 
+def kill_and_restart_worker(stack: Stack, workers: list[Worker], victim: int) -> tuple[Callable[[], str],
+                                                                                     Callable[[], None]]:
+    """SIGKILL ``workers[victim]``; restart it on the same data dir, web port and identity."""
+    def kill() -> str:
+        workers[victim].kill()  # returns once the process is gone
+        return workers[victim].name
+
+    def restart() -> None:
+        worker = workers[victim]
+        workers[victim] = Worker(stack.deployment, worker.name, web_port=worker.web_port).start()
+        workers[victim].wait_ready(timeout=120)
+
+    return kill, restart
+
+
 async def campaign_with_kill(stack: Stack, kafka: Kafka, workers: list[Worker], victim: int, *,
                              notification_id: str, devices: int, kill_at: float,
                              timeout: float = 180) -> CrashOutcome:
     """Start a broadcast, SIGKILL ``workers[victim]`` once ``kill_at`` of the devices were pushed, restart it
     on the same data dir and identity, and wait until every device has a final status."""
+    kill, restart = kill_and_restart_worker(stack, workers, victim)
+    return await campaign_with(stack, kafka, kill, restart, notification_id=notification_id, devices=devices,
+                               kill_at=kill_at, timeout=timeout)
+
+
+async def campaign_with(stack: Stack, kafka: Kafka, kill: Callable[[], str], restart: Callable[[], None], *,
+                        notification_id: str, devices: int, kill_at: float, timeout: float = 180) -> CrashOutcome:
+    """Start a broadcast, ``kill`` a process once ``kill_at`` of the devices were pushed, ``restart`` it, and
+    wait until every device has a final status."""
     before = provider_counts(stack)
     await kafka.publish("pushstream.notifications", [
         {"id": notification_id, "app_id": "demo", "channel": "marketing", "title": "sale",
@@ -93,14 +118,11 @@ async def campaign_with_kill(stack: Stack, kafka: Kafka, workers: list[Worker], 
 
     wait_for(lambda: pushed() >= max(1, int(kill_at * devices)), timeout=timeout, interval=0.02,
              what=f"{kill_at:.0%} of the campaign pushed")
-    worker = workers[victim]
-    worker.kill()  # returns once the process is gone
+    killed = kill()
     # A request the dead process wrote just before it died may still be read by a fake a moment later: sends
     # that arrive more than GRACE after the kill are certainly the survivors' (or the restarted worker's).
     killed_at = time.time()
-    restarted = Worker(stack.deployment, worker.name, web_port=worker.web_port).start()
-    workers[victim] = restarted
-    restarted.wait_ready(timeout=120)
+    restart()
 
     finals: Counter[str] = Counter()
     statuses: Counter[str] = Counter()
@@ -115,7 +137,7 @@ async def campaign_with_kill(stack: Stack, kafka: Kafka, workers: list[Worker], 
         if record["notification_id"] == notification_id and record["status"] in FINAL_STATUSES:
             finals[record["device_id"]] += 1
             statuses[record["status"]] += 1
-    outcome = CrashOutcome(notification_id, worker.name, 0, devices, finals=finals, statuses=statuses)
+    outcome = CrashOutcome(notification_id, killed, 0, devices, finals=finals, statuses=statuses)
     for provider in PROVIDERS:
         for request in stack.fakes.requests(provider, since=before[provider]):
             if not request["path"].startswith(("/3/device/", "/v1/projects/")):

@@ -223,3 +223,60 @@ def make_stack(root: Path, fakes: FakesProcess, *, partitions: int = 4) -> Stack
     apps = {"demo": dev_app_config(setup, [DEMO_KEY]), "other": {"api_keys": [OTHER_KEY]}}
     deployment = make_deployment(root, partitions=partitions, apps=apps)
     return Stack(deployment=deployment, fakes=client, setup=setup)
+
+
+class RoleProcess:
+    """`pushstream worker [--role …]` as a real process of a deployment (router, sender or the supervisor)."""
+
+    def __init__(self, deployment: Deployment, name: str, args: list[str], web_port: int,
+                 worker_id: str | None = None) -> None:
+        self.deployment, self.name, self.args, self.web_port = deployment, name, args, web_port
+        self.worker_id = worker_id or name
+        self.log_path = deployment.root / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def start(self) -> RoleProcess:
+        env = self.deployment.env()
+        env["PUSHSTREAM_WORKER_ID"] = self.worker_id
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen([str(BIN / "pushstream"), "worker", "--no-apply", *self.args], env=env,
+                                            cwd=self.deployment.root, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def ready(self, port: int | None = None) -> bool:
+        if not self.alive():
+            raise AssertionError(f"{self.name} exited:\n{self.log_tail()}")
+        try:
+            return httpx.get(f"http://127.0.0.1:{port or self.web_port}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def wait_ready(self, timeout: float = 120, port: int | None = None) -> RoleProcess:
+        wait_for(lambda: self.ready(port), timeout=timeout, interval=0.2, what=f"{self.name} ready")
+        return self
+
+    def kill(self) -> None:
+        if self.process is not None and self.alive():
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+    def stop(self, timeout: float = 60) -> int:
+        assert self.process is not None
+        if self.alive():
+            self.process.terminate()
+        return self.process.wait(timeout=timeout)
+
+    def get(self, path: str, api_key: str | None = DEMO_KEY) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        return httpx.get(f"{self.url}{path}", headers=headers, timeout=10)

@@ -19,7 +19,7 @@ import asyncio
 import ssl as ssl_module
 import time
 from collections import deque
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 IDLE_SECONDS = 30.0  # below the usual server keep-alive timeouts, so we rarely reuse a connection being closed
 _MAX_HEAD = 64 * 1024
@@ -79,8 +79,8 @@ class _Connection(asyncio.Protocol):
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but they have its methods.
+        self.transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
