@@ -1,0 +1,87 @@
+"""settle(): one sent batch and its verdicts → the exact records to write. Pure, no Kafka."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from pushstream.models.internal import DeliveryBatch
+from pushstream.providers.outcome import Action, Verdict
+from pushstream.rules.settle import RetryPolicy, retry_batch_id, settle
+
+POLICY = RetryPolicy(max_attempts=3, base=2.0, cap=60.0)
+NOW = 1_000_000.0
+
+
+def batch(n: int = 3, *, attempt: int = 1, expires_at: float | None = None, platform: str = "fcm") -> DeliveryBatch:
+    items = [{"user_id": f"u-{i}", "device_id": f"d-{i}", "token": f"tok-{i}", "payload": {"x": i}}
+             for i in range(n)]
+    return DeliveryBatch(notification_id="n-1", app_id="demo", platform=platform, channel="marketing",
+                         priority="normal", items=items, attempt=attempt, expires_at=expires_at,
+                         batch_id="origin/0/0/fcm/0")
+
+
+def test_one_status_per_device_in_item_order() -> None:
+    out = settle(batch(), [Verdict(Action.DELIVERED, provider_status=200)] * 3, now=NOW, at="t", policy=POLICY)
+    assert [s["device_id"] for s in out.statuses] == ["d-0", "d-1", "d-2"]
+    assert {s["status"] for s in out.statuses} == {"delivered"}
+    assert out.statuses[0]["provider_status"] == 200 and out.statuses[0]["attempt"] == 1
+    assert out.retry is None and not out.dead_letters and not out.deactivations
+    assert out.tally == {("fcm", "delivered", ""): 3}
+
+
+def test_invalid_token_deactivates_with_the_token_fingerprint() -> None:
+    out = settle(batch(1), [Verdict(Action.INVALID_TOKEN, "UNREGISTERED", 404)], now=NOW, at="t", policy=POLICY)
+    (status,) = out.statuses
+    (event,) = out.deactivations
+    assert status["status"] == "invalid_token" and status["reason"] == "UNREGISTERED"
+    assert event["kind"] == "deactivate" and event["fingerprint"] == status["token_fingerprint"]
+    assert event["reason"] == "fcm:UNREGISTERED"
+
+
+def test_retries_go_into_one_batch_with_a_deterministic_id() -> None:
+    verdicts = [Verdict(Action.DELIVERED), Verdict(Action.RETRY, "UNAVAILABLE", 503, retry_after=30.0),
+                Verdict(Action.RETRY, "UNAVAILABLE", 503)]
+    out = settle(batch(), verdicts, now=NOW, at="t", policy=POLICY, rng=random.Random(1))
+    assert [s["status"] for s in out.statuses] == ["delivered", "retrying", "retrying"]
+    assert out.retry is not None
+    assert [i["device_id"] for i in out.retry.items] == ["d-1", "d-2"]
+    assert out.retry.attempt == 2 and out.retry.batch_id == "origin/0/0/fcm/0/a2"
+    assert out.retry.not_before is not None and out.retry.not_before >= NOW + 30.0  # Retry-After wins
+    assert retry_batch_id(batch()) == out.retry.batch_id
+
+
+def test_exhausted_retries_are_dead_lettered_without_the_address() -> None:
+    out = settle(batch(1, attempt=3), [Verdict(Action.RETRY, "UNAVAILABLE", 503)], now=NOW, at="t", policy=POLICY)
+    assert out.statuses[0]["status"] == "dead_lettered"
+    assert out.statuses[0]["reason"] == "retries_exhausted:UNAVAILABLE"
+    (key, reason, _detail, record) = out.dead_letters[0]
+    assert key == "u-0" and reason == "retries_exhausted:UNAVAILABLE"
+    assert "token" not in record["item"] and record["item"]["payload"] == {"x": 0}
+    assert out.retry is None
+
+
+def test_a_retry_past_the_ttl_is_suppressed_as_expired() -> None:
+    out = settle(batch(1, expires_at=NOW + 1), [Verdict(Action.RETRY, "x", 503, retry_after=10.0)], now=NOW, at="t",
+                 policy=POLICY)
+    assert (out.statuses[0]["status"], out.statuses[0]["reason"]) == ("suppressed", "expired")
+    assert out.retry is None
+
+
+def test_no_client_for_the_platform_is_dead_lettered() -> None:
+    out = settle(batch(2), [None, None], now=NOW, at="t", policy=POLICY)
+    assert {(s["status"], s["reason"]) for s in out.statuses} == {("dead_lettered", "platform_not_configured")}
+    assert len(out.dead_letters) == 2
+
+
+@pytest.mark.parametrize("action,status", [(Action.FAILED, "failed"), (Action.FATAL_CONFIG, "dead_lettered")])
+def test_permanent_failures_are_dead_lettered(action: Action, status: str) -> None:
+    out = settle(batch(1), [Verdict(action, "BadThing", 400, detail="why")], now=NOW, at="t", policy=POLICY)
+    assert out.statuses[0]["status"] == status
+    assert out.dead_letters[0][2] == "why"
+
+
+def test_a_verdict_count_mismatch_is_an_error() -> None:
+    with pytest.raises(ValueError):
+        settle(batch(2), [Verdict(Action.DELIVERED)], now=NOW, at="t", policy=POLICY)
