@@ -1,4 +1,8 @@
-"""End-to-end benchmark: local Kafka, the fake providers in benchmark mode, real faust workers, and traffic.
+"""End-to-end benchmark: local Kafka, the fake providers in benchmark mode, real pushstream processes, and traffic.
+
+Deployment (--deployment): `split` (default) runs one router process (`pushstream worker --role router`) and
+one sender process per lane (`--role sender --lane transactional|bulk`, plus --bulk-senders - 1 more bulk
+ones); `all-in-one` runs --workers `faust -A pushstream.app worker` processes (router and senders together).
 
 Phases (docs/benchmarks.md explains every figure):
   1. registration: U users x D devices published like an external producer (large batches, random
@@ -6,7 +10,8 @@ Phases (docs/benchmarks.md explains every figure):
      user-events and token-claims);
   2. campaign: one marketing broadcast to every device while a steady trickle of transactional
      notifications flows; deliveries/s from the status topic, trickle latency, CPU per process, peak RSS;
-  3. recovery: worker 1 SIGKILLed / SIGTERMed / restarted on a wiped data dir, time until /readyz is 200.
+  3. recovery: worker 1 (the router when split) SIGKILLed / SIGTERMed / restarted on a wiped data dir, time
+     until /readyz is 200.
 
 `python -m benchmarks.e2e --help` or `pushstream bench --help`.
 """
@@ -57,6 +62,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PROGRESS_EVERY = 2.0
 # Status values are orjson dumps of StatusEvent: matching bytes avoids a JSON parse per campaign record.
 STATUS_FIELD = re.compile(rb'"status":"([a-z_]+)"')
+DEVICE_FIELD = re.compile(rb'"device_id":"([^"]+)"')
+PLATFORM_FIELD = re.compile(rb'"platform":"([a-z]+)"')
 FINAL = frozenset(s.value.encode() for s in FINAL_STATUSES)
 TX_PREFIX = "tx-"
 WEBPUSH_KEY_POOL = 8  # benchmark-mode fakes do not decrypt, so subscriptions may share key pairs
@@ -92,7 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="platform weights of the devices (default apns=50,fcm=40,webpush=10)")
     parser.add_argument("--tx-users", type=int, default=100,
                         help="users (of the population) with one device per platform that the trickle targets")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--deployment", choices=("split", "all-in-one"), default="split",
+                        help="split: a router process and sender processes per lane (default); all-in-one: "
+                             "--workers processes running router and senders together")
+    parser.add_argument("--bulk-senders", type=int, default=1,
+                        help="split: bulk-lane sender processes (default 1; the transactional lane has one)")
+    parser.add_argument("--workers", type=int, default=1, help="all-in-one: worker processes (default 1)")
     parser.add_argument("--partitions", type=int, default=None,
                         help="partitions of every topic (default: as in topics.yaml)")
     parser.add_argument("--trickle-rate", type=float, default=5.0,
@@ -105,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="workers' Kafka session timeout in seconds (BROKER_SESSION_TIMEOUT; default Faust's "
                              "60): bounds how long a SIGKILLed member blocks the group")
     parser.add_argument("--recovery", default="sigkill,sigterm,wipe",
-                        help="restart scenarios for worker 1, comma-separated from sigkill, sigterm, wipe; "
-                             "'none' skips them (default all three)")
+                        help="restart scenarios for worker 1 (split: the router), comma-separated from sigkill, "
+                             "sigterm, wipe; 'none' skips them (default all three)")
     parser.add_argument("--timeout", type=float, default=900.0,
                         help="deadline in seconds for each phase (worker start, drain, campaign, restart)")
     parser.add_argument("--broker", default="127.0.0.1:9092", help="Kafka bootstrap (default 127.0.0.1:9092)")
@@ -129,9 +141,20 @@ class Population:
     tx_users: list[str]
     tx_devices: dict[str, int]  # statuses each trickle notification to that user yields
 
+    users: int = 0
+    per_user: int = 0
+
     @property
     def devices(self) -> int:
         return len(self.values)
+
+    def device_ids(self) -> set[bytes]:
+        """Every device id of the population (as build_population names them), for the exactly-once check."""
+        ids: set[bytes] = set()
+        for i in range(self.users):
+            user = f"u{i:07d}"
+            ids.update(f"{user}-{j}".encode() for j in range(self.tx_devices.get(user, self.per_user)))
+        return ids
 
 
 def build_population(users: int, per_user: int, mix: dict[str, float], tx_users: int, setup: dict[str, Any],
@@ -165,10 +188,64 @@ def build_population(users: int, per_user: int, mix: dict[str, float], tx_users:
             # A compact copy: each orjson result keeps its ~4 KiB output buffer alive (4 GB of RSS at 1M).
             values.append(bytes(memoryview(orjson.dumps(event))))
             by_platform[name] += 1
-    return Population(values=values, by_platform=by_platform, tx_users=list(tx), tx_devices=tx)
+    return Population(values=values, by_platform=by_platform, tx_users=list(tx), tx_devices=tx, users=users,
+                      per_user=per_user)
 
 
 # -- processes and their cost --------------------------------------------------------------------------
+
+
+BIN = Path(sys.executable).parent
+LANES = ("transactional", "bulk")
+
+
+@dataclass
+class RoleProcess(WorkerProcess):
+    """A pushstream process of the benchmark: `pushstream worker --role router|sender ...` (split) or, without
+    ``argv``, the all-in-one `faust -A pushstream.app worker` of WorkerProcess."""
+
+    name: str = "worker1"
+    argv: list[str] | None = None
+
+    def start(self) -> RoleProcess:
+        if self.argv is None:
+            super().start()
+            return self
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PUSHSTREAM_")}
+        env["PUSHSTREAM_CONFIG"] = str(self.config_path)
+        # Static membership and transactional ids come from it: one per process, kept across restarts.
+        env["PUSHSTREAM_WORKER_ID"] = self.name
+        env.update(self.extra_env or {})
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen([str(BIN / "pushstream"), "worker", "--no-apply", *self.argv], env=env,
+                                            cwd=self.config_path.parent, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+
+def make_processes(args: argparse.Namespace, config_path: Path, run_dir: Path,
+                   extra_env: dict[str, str] | None) -> list[RoleProcess]:
+    """The pushstream processes of the deployment; the first one is the one the recovery phase restarts."""
+    def proc(name: str, argv: list[str] | None, port: int) -> RoleProcess:
+        return RoleProcess(config_path=config_path, datadir=run_dir / f"data-{name}", web_port=port,
+                           log_path=run_dir / f"{name}.log", extra_env=extra_env, name=name, argv=argv)
+
+    # Ephemeral ports: runs side by side must not race for the same preferred one.
+    if args.deployment == "all-in-one":
+        return [proc(f"worker{i + 1}", None, free_port(0)) for i in range(args.workers)]
+    port = free_port(0)
+    out = [proc("router", ["--role", "router", "--datadir", str(run_dir / "data-router"), "-l", "info",
+                           "--web-host", "127.0.0.1", "--web-port", str(port)], port)]
+    senders = [("sender-transactional", "transactional")]
+    senders += [(f"sender-bulk-{i + 1}", "bulk") for i in range(args.bulk_senders)]
+    for name, lane in senders:
+        port = free_port(0)
+        out.append(proc(name, ["--role", "sender", "--lane", lane, "--web-port", str(port)], port))
+    return out
 
 
 def cpu_seconds(pid: int | None) -> float | None:
@@ -327,14 +404,18 @@ class StatusWatcher:
         self.campaign_marker = b'"notification_id":"' + campaign_id.encode() + b'"'
         self.tx_marker = b'"notification_id":"' + TX_PREFIX.encode()
         self.tx = tx
-        self.campaign_final = 0
+        self.campaign_final = 0  # final status records of the campaign (a device may have more than one)
+        self.campaign_devices: set[bytes] = set()  # devices with a final campaign status
+        self.campaign_repeated_finals = 0  # final records for a device that already had one
+        self.campaign_final_by_platform: Counter[str] = Counter()
         self.campaign_records = 0
         self.campaign_by_status: Counter[str] = Counter()
         self.first_ms: int | None = None
         self.last_ms: int | None = None
         self.records = 0
+        # read_committed: a sender settles each poll in one Kafka transaction; an aborted one is written again.
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, isolation_level="read_committed",
             fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024)
 
     async def start(self, offsets: dict[TopicPartition, int]) -> None:
@@ -364,6 +445,14 @@ class StatusWatcher:
                 self.campaign_by_status[status.decode()] += 1
                 if status in FINAL:
                     self.campaign_final += 1
+                    device = DEVICE_FIELD.search(value)
+                    device_id = device.group(1) if device else b"?"
+                    if device_id in self.campaign_devices:
+                        self.campaign_repeated_finals += 1
+                    else:
+                        self.campaign_devices.add(device_id)
+                        platform = PLATFORM_FIELD.search(value)
+                        self.campaign_final_by_platform[platform.group(1).decode() if platform else "?"] += 1
                     ts = record.timestamp
                     self.first_ms = ts if self.first_ms is None else min(self.first_ms, ts)
                     self.last_ms = ts if self.last_ms is None else max(self.last_ms, ts)
@@ -449,7 +538,7 @@ class Bench:
     layout: TopicLayout
     fakes: FakesProcess
     client: FakesClient
-    workers: list[WorkerProcess]
+    workers: list[RoleProcess]
     population: Population
     meter: CpuMeter
     results: dict[str, Any] = field(default_factory=dict)
@@ -471,8 +560,12 @@ class Bench:
             self.args.json.write_bytes(orjson.dumps(self.results, option=orjson.OPT_INDENT_2) + b"\n")
 
     def provider_requests(self) -> int:
+        return sum(self.provider_requests_by_platform().values())
+
+    def provider_requests_by_platform(self) -> dict[str, int]:
+        """Notification requests per fake; FCM's OAuth token requests (counted with them) are taken out."""
         stats = self.client.stats()
-        return sum(int(stats[p]["requests"]) for p in PLATFORMS)
+        return {p: int(stats[p]["requests"]) - int(stats[p].get("token_requests", 0)) for p in PLATFORMS}
 
     async def registration(self) -> None:
         args, population = self.args, self.population
@@ -561,6 +654,7 @@ class Bench:
                         "target": {"all": True}, "title": "Big sale", "body": "Everything must go"}
                 cpu_before = self.meter.sample()
                 requests_before = await asyncio.to_thread(self.provider_requests)
+                by_platform_before = await asyncio.to_thread(self.provider_requests_by_platform)
                 trickle.phase = "campaign"
                 started = time.monotonic()
                 meta = await producer.send_and_wait(self.topic("pushstream.notifications"), orjson.dumps(body))
@@ -575,13 +669,18 @@ class Bench:
             cpu = CpuMeter.delta(cpu_before, self.meter.sample())
             elapsed = time.monotonic() - started
             requests = await asyncio.to_thread(self.provider_requests) - requests_before
-            rss = {f"worker{i + 1}": peak_rss_mb(w.process.pid if w.process else None)
-                   for i, w in enumerate(self.workers)}
+            rss = {w.name: peak_rss_mb(w.pid) for w in self.workers}
             stop_trickle.set()
             await trickle_task
             say(f"    waiting for the statuses of {len(trickle.sent) - trickle.done()} trickle notifications")
             await wait_for(lambda: trickle.done() == len(trickle.sent), timeout=args.timeout,
                            what="the trickle's statuses")
+            sender_drain = await self._drain_senders(time.monotonic() - started)
+            requests_total = await asyncio.to_thread(self.provider_requests) - requests_before
+            by_platform_after = await asyncio.to_thread(self.provider_requests_by_platform)
+            # Statuses may still trail the requests (a sender's transaction commits after its sends): a short
+            # settle so that the exactly-once check does not miss records the last commit wrote.
+            await asyncio.sleep(1.0)
         finally:
             stop_watch.set()
             stop_trickle.set()
@@ -592,8 +691,30 @@ class Bench:
             await trickle.stop()
         assert watcher.last_ms is not None and watcher.first_ms is not None
         seconds = max(0.001, (watcher.last_ms - published_ms) / 1000)
-        deliveries = watcher.campaign_final
+        deliveries = len(watcher.campaign_devices)
         per_k = {name: (None if value is None else round(value / deliveries * 1000, 3)) for name, value in cpu.items()}
+        # The run's own correctness check: every campaign device exactly one final status, and the fakes got one
+        # request per final status (campaign + trickle since the campaign started), so nothing was sent twice.
+        ids = self.population.device_ids()
+        trickle_finals = Counter(st["platform"] for n in trickle.sent.values() if n.phase in ("campaign", "after")
+                                 for st in n.statuses if st["status"] in FINAL_STATUSES)
+        check = {
+            "devices_with_final_status": deliveries,
+            "devices_without_final_status": len(ids - watcher.campaign_devices),
+            "unknown_devices": len(watcher.campaign_devices - ids),
+            "repeated_final_statuses": watcher.campaign_repeated_finals,
+            "provider_requests": requests_total, "expected_requests": deliveries + sum(trickle_finals.values()),
+            # Per platform: requests the fake counted vs final statuses (campaign + trickle) of that platform.
+            "by_platform": {p: {"requests": by_platform_after[p] - by_platform_before[p],
+                                "final_statuses": watcher.campaign_final_by_platform[p] + trickle_finals[p]}
+                            for p in PLATFORMS},
+        }
+        check["ok"] = (check["devices_with_final_status"] == expected and not check["devices_without_final_status"]
+                       and not check["unknown_devices"] and not check["repeated_final_statuses"]
+                       and requests_total == check["expected_requests"])
+        del ids
+        by_role = {w.name: {"cpu_seconds": cpu.get(w.name), "cpu_seconds_per_1000_deliveries": per_k.get(w.name),
+                            "peak_rss_mb": rss.get(w.name)} for w in self.workers}
         self.results["campaign"] = {
             # deliveries = devices with a final status (any of FINAL_STATUSES); delivered = accepted by the fake.
             "id": campaign_id, "expected": expected, "deliveries": deliveries,
@@ -602,27 +723,59 @@ class Bench:
             "seconds": round(seconds, 2), "deliveries_per_second": round(deliveries / seconds, 1),
             "first_status_seconds": round((watcher.first_ms - published_ms) / 1000, 2),
             "provider_requests": requests, "status_records_read": watcher.records,
-            "wall_seconds": round(elapsed, 2), "cpu_seconds": cpu, "cpu_seconds_per_1000_deliveries": per_k,
-            "peak_rss_mb": rss,
+            "wall_seconds": round(elapsed, 2),
+            # `workers` = every pushstream process together (router + senders, or the all-in-one workers);
+            # then one key per process (router, sender-transactional, sender-bulk-N / workerN).
+            "cpu_seconds": cpu, "cpu_seconds_per_1000_deliveries": per_k,
+            "peak_rss_mb": rss, "by_role": by_role, "sender_groups_drained": sender_drain,
+            "check": check,
         }
         self.results["transactional"] = self._latency(trickle)
+
+    async def _drain_senders(self, since_campaign: float) -> dict[str, Any]:
+        """Wait until every sender group (`<prefix>pushstream-sender-<lane>-<platform>`) has committed all of its
+        delivery and retry topics: nothing of the campaign is left in flight."""
+        started = time.monotonic()
+        groups: dict[str, dict[str, int]] = {}
+        for lane in LANES:
+            for platform in PLATFORMS:
+                suffix = "" if lane == "transactional" else ".bulk"
+                names = [f"pushstream.deliveries.{platform}{suffix}", f"pushstream.retry.{platform}{suffix}"]
+                groups[f"{self.topic('pushstream')}-sender-{lane}-{platform}"] = {
+                    self.topic(n): self.partitions(n) for n in names}
+        left: dict[str, int] = {}
+        for group_id, topics in groups.items():
+            async with GroupLag(self.bootstrap, group_id, topics) as group:
+                while True:
+                    lag = sum(n for n, _ in (await group.lag()).values())
+                    if not lag:
+                        break
+                    if time.monotonic() - started > self.args.timeout:
+                        left[group_id] = lag
+                        break
+                    await asyncio.sleep(0.25)  # polling interval of the drain check
+        waited = time.monotonic() - started
+        say(f"    sender groups committed everything {since_campaign + waited:.1f}s after the campaign was published"
+            + (f"; still uncommitted: {left}" if left else ""))
+        return {"seconds_after_campaign_published": round(since_campaign + waited, 2), "uncommitted": left}
 
     async def _follow_campaign(self, watcher: StatusWatcher, trickle: Trickle, expected: int, started: float) -> None:
         deadline = started + self.args.timeout
         last_t, last_n = started, 0
         last_cpu = self.meter.sample()
-        while watcher.campaign_final < expected:
+        while len(watcher.campaign_devices) < expected:
             await asyncio.sleep(0.05)  # completion polling interval; the watcher task does the reading
             now = time.monotonic()
             if now > deadline:
-                raise TimeoutError(f"campaign incomplete after {self.args.timeout}s: {watcher.campaign_final:,} of "
-                                   f"{expected:,} final statuses ({dict(watcher.campaign_by_status)})")
+                raise TimeoutError(f"campaign incomplete after {self.args.timeout}s: "
+                                   f"{len(watcher.campaign_devices):,} of {expected:,} devices with final statuses "
+                                   f"({dict(watcher.campaign_by_status)})")
             if now - last_t < PROGRESS_EVERY:
                 continue
             cpu = self.meter.sample()
             share = CpuMeter.delta(last_cpu, cpu)
             busy = " ".join(f"{name} {100 * v / (now - last_t):.0f}%" for name, v in share.items() if v is not None)
-            n = watcher.campaign_final
+            n = len(watcher.campaign_devices)
             say(f"    [{now - started:6.1f}s] {n:>10,}/{expected:,} deliveries {(n - last_n) / (now - last_t):>9,.0f}/s"
                 f" | trickle {len(trickle.sent)} sent {trickle.done()} done | cpu {busy}")
             last_t, last_n, last_cpu = now, n, cpu
@@ -654,7 +807,7 @@ class Bench:
     def recovery(self, scenarios: list[str]) -> None:
         results: dict[str, Any] = {}
         for how in scenarios:
-            say(f"==> recovery: worker 1 {how}, restart, until /readyz is 200")
+            say(f"==> recovery: {self.workers[0].name} {how}, restart, until /readyz is 200")
             results[how] = restart_worker(self.workers[0], how, timeout=self.args.timeout)
             self.results["recovery"] = results
             self.save()
@@ -663,7 +816,7 @@ class Bench:
         self.results["recovery"] = results
 
 
-def restart_worker(worker: WorkerProcess, how: str, *, timeout: float) -> dict[str, Any]:
+def restart_worker(worker: RoleProcess, how: str, *, timeout: float) -> dict[str, Any]:
     """Stop worker 1 the given way, start it on the same data dir (wiped for `wipe`), time /readyz."""
     stopping = time.monotonic()
     if how == "sigkill":
@@ -700,7 +853,7 @@ def restart_worker(worker: WorkerProcess, how: str, *, timeout: float) -> dict[s
             "stop_seconds": round(stop_seconds, 2), "exit_code": exit_code}
 
 
-def wait_all_ready(workers: list[WorkerProcess], *, timeout: float) -> None:
+def wait_all_ready(workers: list[RoleProcess], *, timeout: float) -> None:
     # A worker that turned ready can lose readiness when the next one joins (rebalance): check all at once.
     wait_until(lambda: all(w.ready() for w in workers), timeout=timeout, interval=0.2, what="every worker's /readyz")
 
@@ -758,7 +911,7 @@ def summary(results: dict[str, Any]) -> str:
     cfg = results["config"]
     lines = [
         "",
-        f"pushstream e2e benchmark: {cfg['devices']:,} devices, {cfg['workers']} worker(s), "
+        f"pushstream e2e benchmark: {cfg['devices']:,} devices, {cfg['deployment']} ({', '.join(cfg['processes'])}), "
         f"{cfg['partitions']} partitions, trickle {cfg['trickle_rate']:g}/s, provider latency "
         f"{cfg['provider_latency']:g}s",
         f"  registration ingest   {reg['devices_per_second']:>12,.0f} devices/s  "
@@ -776,6 +929,11 @@ def summary(results: dict[str, Any]) -> str:
         "  cpu s / 1000 deliveries " + ", ".join(
             f"{k} {v}" for k, v in camp["cpu_seconds_per_1000_deliveries"].items()),
         "  peak RSS MB           " + ", ".join(f"{k} {v}" for k, v in camp["peak_rss_mb"].items()),
+        f"  check                 {'OK' if camp['check']['ok'] else '!! FAILED'}: "
+        f"{camp['check']['devices_with_final_status']:,} devices with a final status, "
+        f"{camp['check']['devices_without_final_status']} without, {camp['check']['repeated_final_statuses']} "
+        f"repeated finals, {camp['check']['unknown_devices']} unknown; provider requests "
+        f"{camp['check']['provider_requests']:,} (expected {camp['check']['expected_requests']:,})",
     ]
     for how, rec in results.get("recovery", {}).items():
         lines.append(f"  recovery {how:<12} ready after {rec['ready_seconds']}s "
@@ -790,9 +948,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     scenarios = [] if args.recovery.strip() == "none" else [s.strip() for s in args.recovery.split(",") if s.strip()]
     unknown = set(scenarios) - {"sigkill", "sigterm", "wipe"}
-    if unknown or args.users < 1 or args.devices_per_user < 1 or args.workers < 1:
+    if unknown or args.users < 1 or args.devices_per_user < 1 or args.workers < 1 or args.bulk_senders < 1:
         build_parser().error(f"bad options (unknown recovery scenario {sorted(unknown)})" if unknown
-                             else "--users, --devices-per-user and --workers must be at least 1")
+                             else "--users, --devices-per-user, --workers and --bulk-senders must be at least 1")
+    if args.deployment == "split" and args.workers != 1:
+        build_parser().error("--workers is for --deployment all-in-one (split: --bulk-senders)")
     workdir: Path = args.workdir.resolve()
     prefix = f"bench{int(time.time())}."
     run_dir = workdir / prefix.rstrip(".")
@@ -802,7 +962,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(f"==> fakes in benchmark mode (setup in {run_dir / 'fakes'})")
     fakes = FakesProcess(run_dir / "fakes", benchmark=True)
     client = fakes.start()
-    workers: list[WorkerProcess] = []
+    workers: list[RoleProcess] = []
     settings: Settings | None = None
     layout: TopicLayout | None = None
     try:
@@ -822,23 +982,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         if drift:
             raise RuntimeError(f"topic drift on a fresh prefix: {drift}")
         extra_env = {"BROKER_SESSION_TIMEOUT": str(args.session_timeout)} if args.session_timeout else None
-        for i in range(args.workers):
-            # Ephemeral ports: runs side by side must not race for the same preferred one.
-            port = free_port(0)
-            workers.append(WorkerProcess(config_path=config_path, datadir=run_dir / f"data-w{i + 1}", web_port=port,
-                                         log_path=run_dir / f"worker{i + 1}.log", extra_env=extra_env))
+        workers.extend(make_processes(args, config_path, run_dir, extra_env))
         say(f"==> {len(created)} topics with prefix {prefix!r} ({layout.user_partitions} user partitions); "
-            f"starting {args.workers} worker(s); logs in {run_dir}")
+            f"{args.deployment}: starting {', '.join(w.name for w in workers)}; logs in {run_dir}")
         started = time.monotonic()
         for worker in workers:
             worker.start()
         wait_all_ready(workers, timeout=args.timeout)
-        say(f"    ready after {time.monotonic() - started:.1f}s: {', '.join(w.url for w in workers)}")
+        say(f"    ready after {time.monotonic() - started:.1f}s: "
+            + ", ".join(f"{w.name} pid {w.pid} {w.url}" for w in workers))
 
         population = build_population(args.users, args.devices_per_user, args.mix, min(args.tx_users, args.users),
                                       setup, random.Random(args.seed))
+        groups: dict[str, Callable[[], list[int | None]]] = {"workers": lambda: [w.pid for w in workers]}
+        for w in workers:
+            groups[w.name] = lambda w=w: [w.pid]  # type: ignore[misc]
         meter = CpuMeter({
-            "workers": lambda: [w.process.pid if w.process else None for w in workers],
+            **groups,
             "fakes": lambda: [fakes.endpoints.pid if fakes.endpoints else None],
             "broker": lambda: [broker_pid(args.broker)],
         })
@@ -846,7 +1006,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                       population=population, meter=meter)
         bench.results["config"] = {
             "users": args.users, "devices_per_user": args.devices_per_user, "devices": population.devices,
-            "tx_users": len(population.tx_users), "mix": args.mix, "workers": args.workers,
+            "tx_users": len(population.tx_users), "mix": args.mix, "deployment": args.deployment,
+            "workers": args.workers if args.deployment == "all-in-one" else None,
+            "bulk_senders": args.bulk_senders if args.deployment == "split" else None,
+            "processes": [w.name for w in workers],
             "partitions": layout.user_partitions, "trickle_rate": args.trickle_rate,
             "provider_latency": args.provider_latency, "session_timeout": args.session_timeout,
             "topic_prefix": prefix, "broker_pid_visible": broker_pid(args.broker) is not None,
