@@ -1,5 +1,6 @@
-"""The e2e benchmark (benchmarks/e2e.py) runs end to end at a small scale through `pushstream bench` and
-reports every figure. Timing is not asserted: CI machines differ; only completeness and sanity are."""
+"""The e2e benchmark (benchmarks/e2e.py) runs end to end at a small scale through `pushstream bench`, in its
+default split deployment (a router process, a transactional and a bulk sender process), and reports
+every figure. Timing is not asserted: CI machines differ; only completeness and sanity are."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ def test_bench_runs_end_to_end_and_reports_every_figure(tmp_path: Path) -> None:
     devices = 4950
     assert report["config"]["devices"] == devices
     assert report["machine"]["nproc"] >= 1
+    processes = ["router", "sender-transactional", "sender-bulk-1"]
+    assert report["config"]["deployment"] == "split" and report["config"]["processes"] == processes
 
     registration = report["registration"]
     assert registration["devices"] == devices
@@ -44,12 +47,23 @@ def test_bench_runs_end_to_end_and_reports_every_figure(tmp_path: Path) -> None:
     assert campaign["seconds"] > 0 and campaign["deliveries_per_second"] > 0
     assert 0 <= campaign["first_status_seconds"] <= campaign["seconds"]
     assert campaign["provider_requests"] >= devices
+    # The run's own check: every device exactly one final status, one provider request per final status.
+    check = campaign["check"]
+    assert check["ok"], check
+    assert check["devices_with_final_status"] == devices and check["repeated_final_statuses"] == 0
+    assert check["provider_requests"] == check["expected_requests"]
+    assert campaign["sender_groups_drained"]["uncommitted"] == {}
     cpu = campaign["cpu_seconds"]
     assert cpu["workers"] > 0 and cpu["fakes"] > 0
     if report["config"]["broker_pid_visible"]:  # not with the Docker broker
         assert cpu["broker"] > 0
-    assert campaign["cpu_seconds_per_1000_deliveries"]["workers"] > 0
-    assert campaign["peak_rss_mb"]["worker1"] > 0
+    per_k = campaign["cpu_seconds_per_1000_deliveries"]
+    assert per_k["workers"] > 0  # every pushstream process together
+    assert per_k["router"] > 0 and per_k["sender-bulk-1"] > 0
+    assert abs(sum(cpu[name] for name in processes) - cpu["workers"]) < 0.05 * len(processes)
+    for name in processes:
+        assert campaign["peak_rss_mb"][name] > 0
+        assert campaign["by_role"][name]["peak_rss_mb"] == campaign["peak_rss_mb"][name]
 
     tx = report["transactional"]
     assert tx["during_campaign"]["count"] == len(tx["during_campaign_latencies_ms"]) > 0
@@ -57,7 +71,7 @@ def test_bench_runs_end_to_end_and_reports_every_figure(tmp_path: Path) -> None:
     assert tx["during_campaign"]["p50_ms"] <= tx["during_campaign"]["p95_ms"] <= tx["during_campaign"]["p99_ms"]
     assert tx["idle"]["count"] > 0
 
-    for scenario in ("sigkill", "sigterm", "wipe"):
+    for scenario in ("sigkill", "sigterm", "wipe"):  # of the router
         restart = report["recovery"][scenario]
         assert restart["ready_seconds"] > 0
         assert restart["web_up_seconds"] <= restart["ready_seconds"]
