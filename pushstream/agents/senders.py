@@ -123,7 +123,7 @@ class SentMemory:
             for old in list(self._ids)[: len(self._ids) - self._cap]:
                 del self._ids[old]
 
-    async def load(self, servers: str, topic: str, partitions: Iterable[int], *, settle_timeout: float = 20.0) -> int:
+    async def load(self, servers: str, topic: str, partitions: Iterable[int], *, settle_timeout: float = 5.0) -> int:
         """Read the committed entries of these memory partitions (compacted; small: one per batch).
 
         A transaction that committed just before this assignment (the previous owner settling its last poll)
@@ -153,14 +153,16 @@ class SentMemory:
             await consumer.seek_to_beginning(*tps)
             remaining = {tp for tp in tps if stable[tp] > 0}
             while remaining:
-                batch = await consumer.getmany(*remaining, timeout_ms=500)
+                batch = await consumer.getmany(*remaining, timeout_ms=200)
                 for messages in batch.values():
                     for message in messages:
                         if message.key is not None:
                             self.add(message.key.decode("utf-8"))
                             count += 1
                 for tp in list(remaining):
-                    if await consumer.position(tp) >= stable[tp]:
+                    # Done at the snapshot's stable offset, or when nothing more is readable: a commit marker
+                    # at the end of a partition is not always stepped over, so the position can stay short.
+                    if not batch.get(tp) or await consumer.position(tp) >= stable[tp]:
                         remaining.discard(tp)
             self.loaded.update(wanted)
         finally:
@@ -305,13 +307,14 @@ class SenderService:
         self._owned = set()
         count = await self.memory.load(self.servers, self.sent_topic, {tp.partition % self.sent_partitions
                                                                          for tp in tps})
-        # Always position explicitly: records the fetcher returned while this ran were dropped (not owned yet).
-        for tp in tps:
-            committed = await consumer.committed(tp)
-            if committed is not None:
-                consumer.seek(tp, committed)
-            else:
-                await consumer.seek_to_beginning(tp)
+        # aiokafka fetched the committed offsets before this callback, possibly before the previous owner's
+        # last commit was visible: read them again now, in one request, and position there. (Records polled
+        # meanwhile were rewound by the loop: not owned yet.)
+        coordinator: Any = consumer._coordinator
+        fresh = await coordinator.fetch_committed_offsets(list(tps))
+        for tp, meta in fresh.items():
+            if meta is not None and meta.offset >= 0:
+                consumer.seek(tp, meta.offset)
         self._owned = tps
         log.info("sender %s/%s: %d partitions assigned, %d sent-memory entries loaded in %.0f ms", self.lane,
                  "+".join(self.platforms), len(tps), count, (time.monotonic() - started) * 1000)

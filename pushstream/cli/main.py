@@ -79,7 +79,11 @@ def _router(extra: list[str]) -> int:
     os.environ["PUSHSTREAM_ROLE"] = "router"
     top, worker = split_faust_args(extra)
     if option_value(top, "-L", "--loop") is None:
-        top += ["--loop", "uvloop"]
+        # Faust's --loop alone left the router on asyncio's loop (measured): set the policy before Faust
+        # creates its loop.
+        from pushstream.cli.sender import install_uvloop
+
+        install_uvloop()
     # Faust's click CLI exits the process itself.
     cli.main(args=[*top, "-A", "pushstream.app", "worker", *worker], prog_name="pushstream worker")
     return 0
