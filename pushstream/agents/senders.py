@@ -312,9 +312,15 @@ class SenderService:
         # meanwhile were rewound by the loop: not owned yet.)
         coordinator: Any = consumer._coordinator
         fresh = await coordinator.fetch_committed_offsets(list(tps))
-        for tp, meta in fresh.items():
+        never_committed = []
+        for tp in tps:
+            meta = fresh.get(tp)
             if meta is not None and meta.offset >= 0:
                 consumer.seek(tp, meta.offset)
+            else:
+                never_committed.append(tp)
+        if never_committed:
+            await consumer.seek_to_beginning(*never_committed)  # one offsets request for all of them
         self._owned = tps
         log.info("sender %s/%s: %d partitions assigned, %d sent-memory entries loaded in %.0f ms", self.lane,
                  "+".join(self.platforms), len(tps), count, (time.monotonic() - started) * 1000)
