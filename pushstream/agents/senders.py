@@ -123,7 +123,7 @@ class SentMemory:
             for old in list(self._ids)[: len(self._ids) - self._cap]:
                 del self._ids[old]
 
-    async def load(self, servers: str, topic: str, partitions: Iterable[int], *, settle_timeout: float = 5.0) -> int:
+    async def load(self, servers: str, topic: str, partitions: Iterable[int], *, settle_timeout: float = 20.0) -> int:
         """Read the committed entries of these memory partitions (compacted; small: one per batch).
 
         A transaction that committed just before this assignment (the previous owner settling its last poll)
@@ -153,16 +153,14 @@ class SentMemory:
             await consumer.seek_to_beginning(*tps)
             remaining = {tp for tp in tps if stable[tp] > 0}
             while remaining:
-                batch = await consumer.getmany(*remaining, timeout_ms=200)
+                batch = await consumer.getmany(*remaining, timeout_ms=500)
                 for messages in batch.values():
                     for message in messages:
                         if message.key is not None:
                             self.add(message.key.decode("utf-8"))
                             count += 1
                 for tp in list(remaining):
-                    # Done at the snapshot's stable offset, or when nothing more is readable: a commit marker
-                    # at the end of a partition is not always stepped over, so the position can stay short.
-                    if not batch.get(tp) or await consumer.position(tp) >= stable[tp]:
+                    if await consumer.position(tp) >= stable[tp]:
                         remaining.discard(tp)
             self.loaded.update(wanted)
         finally:
@@ -221,7 +219,6 @@ class SenderService:
         self.policy = RetryPolicy(pipeline.max_attempts, pipeline.retry_base_seconds, pipeline.retry_max_seconds)
         self.max_batches = pipeline.sender_batches if lane == "transactional" else pipeline.bulk_sender_batches
         self.pool = SenderPool(settings)
-        self._partitions = self._partition_counts()
         self.memory = SentMemory()
         self.lock = asyncio.Lock()
         self._paused: dict[TopicPartition, float] = {}
@@ -307,20 +304,13 @@ class SenderService:
         self._owned = set()
         count = await self.memory.load(self.servers, self.sent_topic, {tp.partition % self.sent_partitions
                                                                          for tp in tps})
-        # aiokafka fetched the committed offsets before this callback, possibly before the previous owner's
-        # last commit was visible: read them again now, in one request, and position there. (Records polled
-        # meanwhile were rewound by the loop: not owned yet.)
-        coordinator: Any = consumer._coordinator
-        fresh = await coordinator.fetch_committed_offsets(list(tps))
-        never_committed = []
+        # Always position explicitly: records the fetcher returned while this ran were dropped (not owned yet).
         for tp in tps:
-            meta = fresh.get(tp)
-            if meta is not None and meta.offset >= 0:
-                consumer.seek(tp, meta.offset)
+            committed = await consumer.committed(tp)
+            if committed is not None:
+                consumer.seek(tp, committed)
             else:
-                never_committed.append(tp)
-        if never_committed:
-            await consumer.seek_to_beginning(*never_committed)  # one offsets request for all of them
+                await consumer.seek_to_beginning(tp)
         self._owned = tps
         log.info("sender %s/%s: %d partitions assigned, %d sent-memory entries loaded in %.0f ms", self.lane,
                  "+".join(self.platforms), len(tps), count, (time.monotonic() - started) * 1000)
@@ -471,41 +461,16 @@ class SenderService:
         return [(self.user_events_topic, f"user-events/{p}".encode(), encode(UserEvents(events=events)), p)
                 for p, events in grouped.items()]
 
-    def _partition_counts(self) -> dict[str, int]:
-        names = ["pushstream.status", "pushstream.dlq", "pushstream.user-events", "pushstream.sent",
-                 *(retry_topic(p, self.lane) for p in self.platforms)]
-        return {self.settings.topic(n): self.layout.partitions(n) for n in names}
-
     async def _commit(self, records: list[Record], offsets: dict[TopicPartition, int]) -> None:
-        """Write the outcome and commit the input offsets in one transaction.
-
-        Records are appended to one producer batch per partition (placed as Kafka's default partitioner
-        would: murmur2 of the key) instead of one `send` each: a third of the per-record cost.
-        """
+        """Write the outcome and commit the input offsets in one transaction."""
         producer = self._producer
         assert producer is not None
-        counts = self._partitions
-        placed: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = {}
-        cache: dict[tuple[str, bytes], int] = {}
-        for topic, key, value, partition in records:
-            if partition is None:
-                ck = (topic, key or b"")
-                partition = cache.get(ck)
-                if partition is None:
-                    partition = cache[ck] = partition_for((key or b"").decode("utf-8", "replace"), counts[topic])
-            placed.setdefault((topic, partition), []).append((key, value))
         for attempt in range(1, 6):
             try:
                 async with producer.transaction():
-                    for (topic, partition), items in placed.items():
-                        batch = producer.create_batch()
-                        for key, value in items:
-                            if batch.append(key=key, value=value, timestamp=None) is None:
-                                await producer.send_batch(batch, topic, partition=partition)
-                                batch = producer.create_batch()
-                                if batch.append(key=key, value=value, timestamp=None) is None:
-                                    raise ValueError(f"a record of {len(value)} bytes does not fit a batch")
-                        await producer.send_batch(batch, topic, partition=partition)
+                    send = producer.send
+                    for topic, key, value, partition in records:
+                        await send(topic, value, key=key, partition=partition)
                     await producer.send_offsets_to_transaction(offsets, self.group)
                 return
             except Exception as exc:
