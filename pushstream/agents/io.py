@@ -18,7 +18,7 @@ from pushstream.models import TokenClaims, UserEvents, encode
 from pushstream.models.base import Invalid
 from pushstream.models.dlq import dead_letter
 from pushstream.models.vocabulary import LANES, PLATFORMS
-from pushstream.rules.keys import partition_for, user_key
+from pushstream.rules.keys import by_partition, user_key
 from pushstream.runtime import Runtime
 from pushstream.tables import Tables, declare_tables
 
@@ -171,11 +171,3 @@ def message_time(event: EventT) -> float:
     """The record's Kafka timestamp in epoch seconds: stable across replays, unlike the wall clock."""
     ts = event.message.timestamp
     return float(ts) if ts else time.time()
-
-
-def by_partition(items: Iterable[T], key_of: Callable[[T], str], partitions: int) -> dict[int, list[T]]:
-    """Items grouped by the partition of their key (pushstream.rules.keys.partition_for)."""
-    grouped: dict[int, list[T]] = {}
-    for item in items:
-        grouped.setdefault(partition_for(key_of(item), partitions), []).append(item)
-    return grouped

@@ -11,12 +11,12 @@ import time
 from faust.types import EventT, StreamT
 
 from pushstream import metrics
-from pushstream.agents.io import Context, Outbox, by_partition, event_batches, message_time
+from pushstream.agents.io import Context, Outbox, event_batches, message_time
 from pushstream.agents.scheduler import add_command
 from pushstream.models import IntentBatch, NotificationRequest, ScheduleCommands
 from pushstream.models.base import Invalid, load_json_object
 from pushstream.models.notifications import parse_notification
-from pushstream.rules.keys import user_key
+from pushstream.rules.keys import by_partition, user_key
 
 
 def plan(ctx: Context, request: NotificationRequest, origin: str, outbox: Outbox, now: float) -> None:

@@ -38,10 +38,10 @@ from pushstream.models.dlq import dead_letter
 from pushstream.models.notifications import lane_of
 from pushstream.models.vocabulary import LANES, PLATFORMS
 from pushstream.providers import senders as provider_senders
-from pushstream.providers.outcome import Sender, Verdict
-from pushstream.rules.keys import partition_for, user_key
+from pushstream.providers.outcome import TRANSPORT_ERROR, Action, Sender, Verdict
+from pushstream.rules.keys import by_partition, partition_for, user_key
 from pushstream.rules.settle import RetryPolicy, Settlement, settle
-from pushstream.topology import TopicLayout
+from pushstream.topology import TopicLayout, kafka_bootstrap
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +58,6 @@ def delivery_topic(platform: str, lane: str) -> str:
 
 def retry_topic(platform: str, lane: str) -> str:
     return f"pushstream.retry.{platform}{lane_suffix(lane)}"
-
-
-def bootstrap_servers(settings: Settings) -> str:
-    """Faust's broker URL list (``kafka://host:port;kafka://…``) as a bootstrap string."""
-    hosts = []
-    for url in settings.kafka.broker.replace(",", ";").split(";"):
-        url = url.strip()
-        if url:
-            hosts.append(url.split("://", 1)[-1].rstrip("/"))
-    return ",".join(hosts)
 
 
 class SenderPool:
@@ -119,9 +109,10 @@ class SentMemory:
 
     def add(self, batch_id: str) -> None:
         self._ids[batch_id] = None
-        if len(self._ids) > self._cap:  # the oldest first: dicts keep insertion order
-            for old in list(self._ids)[: len(self._ids) - self._cap]:
-                del self._ids[old]
+        # The oldest go first (dicts keep insertion order), a tenth over the cap at a time: trimming on every
+        # add would copy all the ids each time once the memory is full.
+        if len(self._ids) > self._cap + self._cap // 10:
+            self._ids = dict.fromkeys(list(self._ids)[-self._cap:])
 
     async def load(self, servers: str, topic: str, partitions: Iterable[int], *, settle_timeout: float = 20.0) -> int:
         """Read the committed entries of these memory partitions (compacted; small: one per batch).
@@ -201,7 +192,7 @@ class SenderService:
             raise ValueError(f"unknown lane {lane!r}")
         self.settings, self.layout, self.lane = settings, layout, lane
         self.platforms = tuple(platforms)
-        self.servers = bootstrap_servers(settings)
+        self.servers = kafka_bootstrap(settings.kafka.broker)
         # One consumer group per (lane, platform set): a provider that answers slowly holds only its own
         # transactions and rebalances, never another platform's or lane's.
         self.group = f"{settings.topic('pushstream')}-sender-{lane}-{'+'.join(self.platforms)}"
@@ -423,7 +414,6 @@ class SenderService:
             return await sender.send_batch(batch)
         except Exception:  # a sender bug must not lose the batch: retry it like a transport error
             log.exception("sender %s: %s send_batch raised", self.lane, batch.platform)
-            from pushstream.providers.outcome import TRANSPORT_ERROR, Action
             return [Verdict(Action.RETRY, TRANSPORT_ERROR)] * len(batch.items)
 
     def _add_outcome(self, records: list[Record], tp: TopicPartition, message: ConsumerRecord[bytes, bytes],
@@ -453,11 +443,8 @@ class SenderService:
         return (self.dlq_topic, message.key, encode(letter), None)
 
     def _user_events(self, deactivations: list[dict[str, Any]]) -> list[Record]:
-        partitions = self.layout.user_partitions
-        grouped: dict[int, list[dict[str, Any]]] = {}
-        for event in deactivations:
-            grouped.setdefault(partition_for(user_key(event["app_id"], event["user_id"]), partitions),
-                               []).append(event)
+        grouped = by_partition(deactivations, lambda e: user_key(e["app_id"], e["user_id"]),
+                               self.layout.user_partitions)
         return [(self.user_events_topic, f"user-events/{p}".encode(), encode(UserEvents(events=events)), p)
                 for p, events in grouped.items()]
 

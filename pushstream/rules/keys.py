@@ -1,6 +1,8 @@
 """Keys and partitioning: the one place that says how pushstream keys and places its records."""
 
 import hashlib
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from aiokafka.partitioner import murmur2
 
@@ -27,3 +29,14 @@ def partition_for(key: str, partitions: int) -> int:
 def token_fingerprint(platform: str, token: str) -> str:
     """A short stable id for a token or Web Push endpoint: safe to show, log and key by."""
     return hashlib.sha256(f"{platform}:{token}".encode()).hexdigest()[:16]
+
+
+T = TypeVar("T")
+
+
+def by_partition(items: Iterable[T], key_of: Callable[[T], str], partitions: int) -> dict[int, list[T]]:
+    """Items grouped by the partition of their key (`partition_for`): one batch record per partition."""
+    grouped: dict[int, list[T]] = {}
+    for item in items:
+        grouped.setdefault(partition_for(key_of(item), partitions), []).append(item)
+    return grouped
