@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,18 @@ from tests.integration.crash import campaign_with, register
 from tests.integration.harness import Kafka, RoleProcess, make_stack, wait_for
 
 USERS = 2000  # two devices each
+
+
+def kill_and_restart(process: RoleProcess) -> tuple[Callable[[], str], Callable[[], None]]:
+    """SIGKILL ``process``; start it again under the same name, identity and port."""
+    def kill() -> str:
+        process.kill()
+        return process.name
+
+    def restart() -> None:
+        process.start().wait_ready()
+
+    return kill, restart
 
 
 async def test_router_and_two_bulk_senders_deliver_and_survive_killing_a_sender(
@@ -41,15 +54,7 @@ async def test_router_and_two_bulk_senders_deliver_and_survive_killing_a_sender(
         assert {r["device_id"] for r in statuses if r["notification_id"] == "otp-1"} == {
             "u-00001-ios", "u-00001-android"}
 
-        victim = senders[0]
-
-        def kill() -> str:
-            victim.kill()
-            return victim.name
-
-        def restart() -> None:
-            victim.start().wait_ready()
-
+        kill, restart = kill_and_restart(senders[0])
         outcome = await campaign_with(stack, kafka, kill, restart, notification_id="sale-split",
                                       devices=2 * USERS, kill_at=0.4)
         print(outcome.summary())
@@ -59,13 +64,7 @@ async def test_router_and_two_bulk_senders_deliver_and_survive_killing_a_sender(
         assert outcome.statuses == {"delivered": 2 * USERS}
 
         # Killing the router mid-campaign loses nothing either: it resumes its broadcasts where they stopped.
-        def kill_router() -> str:
-            router.kill()
-            return router.name
-
-        def restart_router() -> None:
-            router.start().wait_ready()
-
+        kill_router, restart_router = kill_and_restart(router)
         outcome = await campaign_with(stack, kafka, kill_router, restart_router, notification_id="sale-router",
                                       devices=2 * USERS, kill_at=0.3)
         print(outcome.summary())
