@@ -167,7 +167,38 @@ def register(ctx: Context, ready_checks: Callable[[], dict[str, bool]] | None = 
                               status=200 if ready else 503, content_type="application/json")
 
 
+    @app.page("/debug/consumer")
+    class ConsumerState(View):
+        async def get(self, request: Request) -> Response:
+            """Where this worker's Faust consumer stands per partition: for an operator chasing a stall."""
+            return self.bytes(orjson.dumps(consumer_state(app)), content_type="application/json")
+
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:
             return self.bytes(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+def consumer_state(app: Any) -> dict[str, Any]:
+    """Assigned, active and paused partitions, and aiokafka's fetch position per partition (private state,
+    read defensively: a debugging aid, never used for decisions)."""
+    consumer: Any = app.consumer
+
+    def names(tps: Any) -> list[str]:
+        return sorted(f"{tp.topic}:{tp.partition}" for tp in (tps or ()))
+
+    state: dict[str, Any] = {
+        "rebalancing": bool(app.rebalancing),
+        "assigned_actives": names(app.assignor.assigned_actives() if app.assignor else ()),
+        "active": names(getattr(consumer, "_active_partitions", None)),
+        "paused": names(getattr(consumer, "_paused_partitions", None)),
+        "acked_pending": {f"{tp.topic}:{tp.partition}": len(v) for tp, v in getattr(consumer, "_acked", {}).items()},
+    }
+    try:
+        aio = consumer._thread._ensure_consumer()
+        assignment = aio._subscription.subscription.assignment
+        state["positions"] = {f"{tp.topic}:{tp.partition}": [st._position, str(st._status), st._paused]
+                              for tp, st in assignment._tp_state.items()}
+    except Exception as exc:
+        state["positions"] = repr(exc)
+    return state
