@@ -287,25 +287,49 @@ class SenderService:
 
     async def remember(self, assigned: Iterable[TopicPartition]) -> None:
         """Load the sent memory of the assigned partitions, then start each from its committed offset read
-        *after* that: the previous owner's last commit is transactional too, and only visible once settled."""
+        *after* that: the previous owner's last commit is transactional too, and only visible once settled.
+
+        Whatever fails here (a new rebalance while this waits revokes partitions under it), the member ends up
+        owning what it is still assigned: a callback that raised used to leave it owning nothing, dropping
+        and rewinding every record it polled until the next rebalance.
+        """
         consumer = self._consumer
         assert consumer is not None
         tps = set(assigned)
         started = time.monotonic()
         self._owned = set()
-        count = await self.memory.load(self.servers, self.sent_topic, {tp.partition % self.sent_partitions
-                                                                         for tp in tps})
-        # Always position explicitly: records the fetcher returned while this ran were dropped (not owned yet).
-        for tp in tps:
-            committed = await consumer.committed(tp)
-            if committed is not None:
-                consumer.seek(tp, committed)
-            else:
-                await consumer.seek_to_beginning(tp)
-        self._owned = tps
+        count = 0
+        try:
+            count = await self.memory.load(self.servers, self.sent_topic,
+                                           {tp.partition % self.sent_partitions for tp in tps})
+            await self._position(consumer, tps)
+        except Exception:
+            log.exception("sender %s/%s: assignment set-up failed; starting from the committed offsets",
+                          self.lane, "+".join(self.platforms))
+        finally:
+            self._owned = tps & consumer.assignment()
         log.info("sender %s/%s: %d partitions assigned, %d sent-memory entries loaded in %.0f ms", self.lane,
                  "+".join(self.platforms), len(tps), count, (time.monotonic() - started) * 1000)
         self.ready.set()
+
+    @staticmethod
+    async def _position(consumer: AIOKafkaConsumer, tps: set[TopicPartition]) -> None:
+        """Seek every partition to its committed offset (one request for all), or to its beginning.
+
+        aiokafka read the committed offsets before the assignment callback, possibly before the previous
+        owner's last commit was visible; records polled meanwhile were rewound by the loop (not owned yet).
+        """
+        coordinator: Any = consumer._coordinator
+        fresh = await coordinator.fetch_committed_offsets(list(tps))
+        never_committed = []
+        for tp in tps:
+            meta = fresh.get(tp)
+            if meta is not None and meta.offset >= 0:
+                consumer.seek(tp, meta.offset)
+            else:
+                never_committed.append(tp)
+        if never_committed:
+            await consumer.seek_to_beginning(*never_committed)
 
     # The loop ------------------------------------------------------------------------------------------------
     async def _run(self) -> None:
