@@ -8,37 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from faust.types import EventT, StreamT, TableT
+from faust.types import EventT, StreamT
 
 from pushstream import metrics
 from pushstream.agents.io import Context
 from pushstream.models import TokenClaims, UserEvents, decode
 from pushstream.rules import registry as rules
 from pushstream.rules.keys import user_key
-from pushstream.tables import table_key
-
-
-class BatchView:
-    """Read-through, write-back view of one table for the span of one batch."""
-
-    def __init__(self, table: TableT) -> None:
-        self.table = table
-        self.changed: dict[str, Any] = {}
-
-    def get(self, key: str) -> Any:
-        if key in self.changed:
-            return self.changed[key]
-        return self.table.get(table_key(key))
-
-    def set(self, key: str, value: Any) -> None:
-        self.changed[key] = value
-
-    def write(self) -> None:
-        for key, value in self.changed.items():
-            if value is None:
-                self.table.pop(table_key(key), None)
-            else:
-                self.table[table_key(key)] = value
+from pushstream.tables.batch import BatchView
 
 
 def apply_user_events(events: list[dict[str, Any]], device_view: BatchView,
@@ -102,8 +79,8 @@ def register(ctx: Context) -> None:
                 # No need to wait for the claims' acks: until the offset is committed (after Faust's producer
                 # flush) a crash replays this batch, and replaying a registration claims the token again.
                 await outbox.flush(wait=False)
-                device_view.write()
-                pref_view.write()
+                await device_view.write(ctx.app, event.message.partition)
+                await pref_view.write(ctx.app, event.message.partition)
 
             with metrics.batch_seconds.labels("registry").time():
                 await ctx.guarded("registry", [event], work)
@@ -118,7 +95,7 @@ def register(ctx: Context) -> None:
                 # Releases must be durable before the new owner is: a replay finds the new owner already
                 # recorded and would not release the old device again.
                 await outbox.flush()
-                owners.write()
+                await owners.write(ctx.app, event.message.partition)
 
             await ctx.guarded("token_owners", [event], work)
 

@@ -16,7 +16,6 @@ from faust.types import EventT, StreamT, TableT
 
 from pushstream import metrics
 from pushstream.agents.io import Context, Outbox
-from pushstream.agents.registry import BatchView
 from pushstream.agents.scheduler import add_command
 from pushstream.models import DeliveryBatch, IntentBatch, ScheduleCommands, StatusEvent, decode
 from pushstream.models.base import iso
@@ -29,6 +28,7 @@ from pushstream.rules.fanout import fan_out_user
 from pushstream.rules.keys import user_key
 from pushstream.rules.localization import localize, render_key
 from pushstream.tables import partition_items, table_key
+from pushstream.tables.batch import BatchView, write_partition
 
 log = logging.getLogger(__name__)
 PAYLOAD_LIMITS = {"apns": APNS_MAX, "fcm": FCM_MAX, "webpush": WEBPUSH_MAX}
@@ -192,13 +192,15 @@ async def route_event(ctx: Context, event: EventT) -> None:
             log.info("router: rebalance after step %d of %s on partition %d", step_no, origin, partition)
             abandon(app, event)
             return
-        states.write()
+        await states.write(app, partition)
         step_no += 1
         after = user_key(app_id, step[-1][0])
         if intent.broadcast:
-            tables.cursors[cursor_key] = {"step": step_no, "after": after, "done": False}
+            await write_partition(app, tables.cursors, partition,
+                                  {cursor_key: {"step": step_no, "after": after, "done": False}})
     if intent.broadcast:
-        tables.cursors[cursor_key] = {"step": step_no, "after": after, "done": True}
+        await write_partition(app, tables.cursors, partition, {cursor_key: {"step": step_no, "after": after,
+                                                                            "done": True}})
 
 
 def register(ctx: Context) -> None:
