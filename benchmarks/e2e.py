@@ -390,6 +390,10 @@ class TxNotification:
     phase: str  # warmup | idle | campaign | after
     expected: int
     statuses: list[dict[str, Any]] = field(default_factory=list)
+    # Kafka timestamps (epoch s) of the first intent and the first delivery batch written for it: where the
+    # publish→provider time goes (ingest+planner, router, sender).
+    intent_at: float | None = None
+    delivery_at: float | None = None
 
     def final(self) -> bool:
         return sum(1 for s in self.statuses if s["status"] in FINAL_STATUSES) >= self.expected
@@ -461,6 +465,44 @@ class StatusWatcher:
                 notification = self.tx.get(status_event["notification_id"])
                 if notification is not None:
                     notification.statuses.append(status_event)
+
+
+class HopWatcher:
+    """Reads the transactional lane's intents and delivery topics (only the trickle uses that lane) and notes
+    when each trickle notification passed each hop."""
+
+    def __init__(self, bootstrap: str, intents: str, deliveries: list[str], tx: dict[str, TxNotification]) -> None:
+        self.intents, self.tx = intents, tx
+        self.marker = re.compile(rb'"(?:id|notification_id)":"(' + TX_PREFIX.encode() + rb'[0-9]+)"')
+        self.topics = [intents, *deliveries]
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        tps = [TopicPartition(t, p) for t in self.topics for p in (self.consumer.partitions_for_topic(t) or ())]
+        if not tps:
+            await self.consumer._client.force_metadata_update()
+            tps = [TopicPartition(t, p) for t in self.topics for p in (self.consumer.partitions_for_topic(t) or ())]
+        self.consumer.assign(tps)
+        await self.consumer.seek_to_end(*tps)
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            batches = await self.consumer.getmany(timeout_ms=200)
+            for tp, records in batches.items():
+                for record in records:
+                    match = self.marker.search(record.value or b"")
+                    notification = self.tx.get(match.group(1).decode()) if match else None
+                    if notification is None:
+                        continue
+                    at = record.timestamp / 1000
+                    if tp.topic == self.intents:
+                        notification.intent_at = notification.intent_at or at
+                    else:
+                        notification.delivery_at = notification.delivery_at or at
 
 
 class Trickle:
@@ -623,9 +665,13 @@ class Bench:
         trickle = Trickle(self.bootstrap, self.topic("pushstream.notifications"), population, args.trickle_rate, rng)
         watcher = StatusWatcher(self.bootstrap, status_topic, campaign_id, trickle.sent)
         await watcher.start(start_offsets)
+        hops = HopWatcher(self.bootstrap, self.topic("pushstream.intents"),
+                          [self.topic(f"pushstream.deliveries.{p}") for p in PLATFORMS], trickle.sent)
+        await hops.start()
         await trickle.start()
         stop_watch, stop_trickle = asyncio.Event(), asyncio.Event()
         watch_task = asyncio.create_task(watcher.run(stop_watch))
+        hops_task = asyncio.create_task(hops.run(stop_watch))
         trickle_task: asyncio.Task[None] | None = None
         try:
             # Warm-up: the first send per platform opens connections and fetches tokens; keep it out of the
@@ -687,7 +733,9 @@ class Bench:
             if trickle_task is not None:
                 await trickle_task
             await watch_task
+            await hops_task
             await watcher.stop()
+            await hops.stop()
             await trickle.stop()
         assert watcher.last_ms is not None and watcher.first_ms is not None
         seconds = max(0.001, (watcher.last_ms - published_ms) / 1000)
@@ -784,6 +832,8 @@ class Bench:
     @staticmethod
     def _latency(trickle: Trickle) -> dict[str, Any]:
         phases: dict[str, list[float]] = {"idle": [], "campaign": []}
+        hops: dict[str, dict[str, list[float]]] = {phase: {"ingest": [], "route": [], "send": []}
+                                                   for phase in phases}
         counts: Counter[str] = Counter()
         outcomes: Counter[str] = Counter()
         for notification in trickle.sent.values():
@@ -794,12 +844,21 @@ class Bench:
                 outcomes[status["status"]] += 1
                 if status["status"] == "delivered":
                     phases[notification.phase].append((epoch(status["at"]) - notification.published) * 1000)
+            first = min((epoch(s["at"]) for s in notification.statuses if s["status"] == "delivered"), default=None)
+            if first is not None and notification.intent_at is not None and notification.delivery_at is not None:
+                steps = hops[notification.phase]
+                steps["ingest"].append((notification.intent_at - notification.published) * 1000)
+                steps["route"].append((notification.delivery_at - notification.intent_at) * 1000)
+                steps["send"].append((first - notification.delivery_at) * 1000)
         return {
             "published": dict(counts),
             # Latency counts delivered devices only; anything else shows here.
             "statuses": dict(outcomes),
             "idle": percentiles(phases["idle"]),
             "during_campaign": percentiles(phases["campaign"]),
+            # publish→intent (ingest + planner), intent→delivery batch (router), batch→first answer (sender)
+            "hops": {phase: {hop: percentiles(values) for hop, values in steps.items()}
+                     for phase, steps in hops.items()},
             "idle_latencies_ms": [round(v, 1) for v in phases["idle"]],
             "during_campaign_latencies_ms": [round(v, 1) for v in phases["campaign"]],
         }
@@ -926,6 +985,8 @@ def summary(results: dict[str, Any]) -> str:
         f"  tx latency campaign   p50 {tx['during_campaign']['p50_ms']} ms  p95 {tx['during_campaign']['p95_ms']} ms"
         f"  p99 {tx['during_campaign']['p99_ms']} ms  max {tx['during_campaign']['max_ms']} ms "
         f"(n={tx['during_campaign']['count']})",
+        "  tx hops campaign      " + ", ".join(
+            f"{hop} p50 {v['p50_ms']} p99 {v['p99_ms']} ms" for hop, v in tx["hops"]["campaign"].items()),
         "  cpu s / 1000 deliveries " + ", ".join(
             f"{k} {v}" for k, v in camp["cpu_seconds_per_1000_deliveries"].items()),
         "  peak RSS MB           " + ", ".join(f"{k} {v}" for k, v in camp["peak_rss_mb"].items()),
