@@ -12,17 +12,16 @@ from typing import Any
 
 from pushstream.testing.fakes.control import FakesProcess
 from pushstream.testing.stack import free_port
-from tests.integration.crash import campaign_with, register
+from tests.integration.crash import Kill, campaign_with, kill_process, register
 from tests.integration.harness import Kafka, RoleProcess, make_stack, wait_for
 
 USERS = 2000  # two devices each
 
 
-def kill_and_restart(process: RoleProcess) -> tuple[Callable[[], str], Callable[[], None]]:
+def kill_and_restart(process: RoleProcess) -> tuple[Kill, Callable[[], None]]:
     """SIGKILL ``process``; start it again under the same name, identity and port."""
-    def kill() -> str:
-        process.kill()
-        return process.name
+    def kill() -> tuple[str, set[int]]:
+        return process.name, kill_process(process.process, process.kill)
 
     def restart() -> None:
         process.start().wait_ready()

@@ -36,6 +36,7 @@ class RecordedRequest:
     connection_id: int
     json: Any = None  # parsed body (APNs, FCM) or parsed plaintext (Web Push), when it is JSON
     plaintext: bytes | None = None  # decrypted Web Push payload
+    peer_port: int | None = None  # the client's TCP port
 
     def to_json(self) -> dict[str, Any]:
         """JSON-friendly form: bytes as text when they are UTF-8, always also as base64."""
@@ -52,6 +53,7 @@ class RecordedRequest:
             "key": self.key,
             "http_version": self.http_version,
             "connection_id": self.connection_id,
+            "peer_port": self.peer_port,
             "json": self.json,
             "plaintext": None if self.plaintext is None else _text_or_none(self.plaintext),
             "plaintext_b64": None if self.plaintext is None else base64.b64encode(self.plaintext).decode("ascii"),
@@ -320,6 +322,7 @@ class FakeProvider:
                     key=verdict.key,
                     http_version=request.http_version,
                     connection_id=request.connection.id,
+                    peer_port=request.connection.peer_port,
                     json=verdict.json,
                     plaintext=verdict.plaintext,
                 )

@@ -52,8 +52,10 @@ class Answer:
 class Connection:
     """What a request handler may know about, and do to, the connection its request came on."""
 
-    def __init__(self, connection_id: int) -> None:
+    def __init__(self, connection_id: int, peer_port: int | None = None) -> None:
         self.id = connection_id
+        # The client's port: tells which process sent a request, e.g. one written just before it was killed.
+        self.peer_port = peer_port
 
     def raise_stream_limit(self, value: int) -> None:
         """Advertise a higher MAX_CONCURRENT_STREAMS (HTTP/2 only; once per connection)."""
@@ -222,7 +224,8 @@ class _Session(Connection):
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
     ) -> None:
-        super().__init__(connection_id)
+        peer = writer.get_extra_info("peername")
+        super().__init__(connection_id, peer[1] if isinstance(peer, tuple) and len(peer) >= 2 else None)
         self._server = server
         self._reader = reader
         self._writer = writer
