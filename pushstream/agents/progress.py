@@ -22,7 +22,6 @@ from faust.types import EventT, StreamT, TableT
 from pushstream import metrics
 from pushstream.agents.io import Context, event_batches
 from pushstream.models import decode
-from pushstream.models.base import Invalid
 from pushstream.models.internal import DeadLetterCounts, ProgressBatch
 from pushstream.rules.dead_letters import count_dead_letters, dead_letter_app
 from pushstream.rules.keys import by_partition
@@ -43,7 +42,7 @@ def status_items(events: list[EventT]) -> list[StatusItem]:
     for event in events:
         try:
             items.append(parse_status(orjson.loads(event.message.value or b"")))
-        except (Invalid, orjson.JSONDecodeError) as exc:
+        except Exception as exc:  # Invalid, bad JSON, or anything else: never stop the feed
             _skip("progress_feed", event, exc)
     return items
 
@@ -54,11 +53,11 @@ def dead_letter_items(events: list[EventT], known_app: Callable[[str], bool]) ->
     for event in events:
         try:
             letter = orjson.loads(event.message.value or b"")
-        except orjson.JSONDecodeError as exc:
+            app_id = dead_letter_app(letter)
+            reason = letter.get("reason") if isinstance(letter, dict) else None
+        except Exception as exc:
             _skip("dlq_feed", event, exc)
             continue
-        app_id = dead_letter_app(letter)
-        reason = letter.get("reason") if isinstance(letter, dict) else None
         if not isinstance(reason, str) or not reason:
             _skip("dlq_feed", event, "no reason")
             continue
