@@ -15,7 +15,7 @@ from typing import Any
 
 import faust
 
-from pushstream.agents import ingest, planner, registry, router, scheduler
+from pushstream.agents import ingest, planner, progress, registry, router, scheduler
 from pushstream.agents.io import Context
 from pushstream.agents.senders import LANES, PLATFORMS, SenderService, sender_services
 from pushstream.runtime import Runtime
@@ -63,7 +63,7 @@ def create_app(rt: Runtime, role: str = "all", *, lanes: tuple[str, ...] = LANES
         web_stats_enabled=False,
     )
     ctx = Context.build(app, rt)
-    for module in (ingest, registry, planner, router, scheduler):
+    for module in (ingest, registry, planner, router, scheduler, progress):
         module.register(ctx)
     senders: list[SenderService] = []
     if role == "all":

@@ -39,6 +39,8 @@ class Topics:
     status_out: faust.TopicT
     dlq: faust.TopicT
     deliveries: dict[tuple[str, str], faust.TopicT]
+    progress: faust.TopicT
+    dlq_counts: faust.TopicT
 
     @classmethod
     def declare(cls, app: faust.App, rt: Runtime) -> Topics:
@@ -62,6 +64,8 @@ class Topics:
                                                                                  else ".bulk"))
                 for platform in PLATFORMS for lane in LANES
             },
+            progress=topic("pushstream.progress"),
+            dlq_counts=topic("pushstream.dlq-counts"),
         )
 
 

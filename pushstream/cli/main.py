@@ -1,4 +1,4 @@
-"""`pushstream`: worker, topics apply, fakes (contract §5), bench."""
+"""`pushstream`: worker, topics apply, fakes, notifications show (contract §5), bench."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pushstream.cli import notifications
 from pushstream.config import ConfigError, load_settings
 from pushstream.topology import apply_topics, load_layout, topics_file_path
 
@@ -164,6 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     apply.add_argument("--dry-run", action="store_true")
     commands.add_parser("fakes", help="run fake APNs, FCM and Web Push servers (see --help)", add_help=False)
     commands.add_parser("bench", help="end-to-end benchmark on local Kafka and the fakes (see --help)", add_help=False)
+    notifications.add_parser(commands)
 
     args, extra = parser.parse_known_args(argv)
     try:
@@ -175,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _bench(extra)
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        if args.command == "notifications":
+            return notifications.show(args)
         return _topics_apply(args)
     except ConfigError as exc:
         print(f"pushstream: {exc}", file=sys.stderr)

@@ -67,3 +67,16 @@ class DeliveryBatch(faust.Record, include_metadata=False):
     # Deterministic identity (origin, partition, routing step, platform, chunk; retries add the attempt): the
     # same batch routed again after a crash has the same id, and a sender never sends an id it settled.
     batch_id: Optional[str] = None
+
+
+class ProgressBatch(faust.Record, include_metadata=False):
+    """`progress`: status records of one progress partition (by app/notification id), each as the list
+    `rules.progress.StatusItem.as_list()`: [app_id, notification_id, user_id, device_id, code, at_ms, reason]."""
+
+    items: list
+
+
+class DeadLetterCounts(faust.Record, include_metadata=False):
+    """`dlq-counts`: dead letters of one partition (by app id), each [app_id, reason, dlq partition, offset]."""
+
+    items: list

@@ -32,6 +32,11 @@ class Tables:
     cursors: TableT
     # app/token fingerprint → {"user_id", "device_id"}: a token belongs to at most one user and device
     token_owners: TableT
+    # app/notification id → progress document (rules.progress), and b"\0" + JSON [app, notification id, user]
+    # → {device_id: latest status entry}: one table, so both share a changelog partition (written in order)
+    progress: TableT
+    # app id → {"by_reason": {reason: n}, "seen": {dlq partition: highest offset counted}}
+    dlq_counts: TableT
 
 
 def declare_tables(app: faust.App, rt: Runtime) -> Tables:
@@ -56,12 +61,20 @@ def declare_tables(app: faust.App, rt: Runtime) -> Tables:
         cursors=table("cursors", "Routing progress of broadcast intents per partition", users),
         token_owners=table("token_owners", "Which user and device hold a token",
                            rt.layout.partitions("pushstream.token-claims")),
+        progress=table("progress", "Campaign progress per notification and its devices' latest status", users),
+        dlq_counts=table("dlq_counts", "Dead letters per app and reason", users),
     )
 
 
 def table_key(key: str) -> bytes:
     """Table keys are the UTF-8 bytes of the string key (see module docstring)."""
     return key.encode("utf-8")
+
+
+def progress_device_key(app_id: str, notification_id: str, user_id: str) -> bytes:
+    """The progress table's key of one user's device entries for a notification. The leading NUL keeps these
+    keys apart from the documents' `app/notification id` (app ids never start with one)."""
+    return b"\0" + orjson.dumps([app_id, notification_id, user_id])
 
 
 def due_keys(table: TableT, partition: int, now: float, limit: int) -> list[bytes]:

@@ -24,6 +24,7 @@ from pushstream.rules.keys import user_key
 from pushstream.rules.registry import public_device
 from pushstream.runtime import Runtime
 from pushstream.tables import table_key
+from pushstream.web import progress
 
 ROUTED_HEADER = "X-Pushstream-Routed"
 
@@ -145,6 +146,9 @@ def register(ctx: Context, ready_checks: Callable[[], dict[str, bool]] | None = 
     class Devices(View):
         async def post(self, request: Request, app_id: str) -> Response:
             return await accept(self, request, app_id, "device")
+
+
+    progress.register(ctx, routed, lambda view, request, app_id: authorize(ctx.rt, view, request, app_id))
 
 
     @app.page("/healthz")

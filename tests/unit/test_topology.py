@@ -48,6 +48,10 @@ def test_shipped_layout_copartitions_everything_read_with_the_user_tables() -> N
         "pushstream-devices-changelog",
         "pushstream-preferences-changelog",
         "pushstream-user_state-changelog",
+        "pushstream.progress",
+        "pushstream.dlq-counts",
+        "pushstream-progress-changelog",
+        "pushstream-dlq_counts-changelog",
     } <= copartitioned
     assert all(layout.partitions(name) == layout.user_partitions for name in copartitioned)
 

@@ -1,0 +1,145 @@
+"""Campaign progress and dead-letter counts, off the delivery path: the router reads its own output.
+
+- `progress_feed` takes batches of `pushstream.status` (keyed by user), keeps what progress needs and re-keys it
+  by app/notification id: one `ProgressBatch` per partition on `pushstream.progress`.
+- `progress` applies each batch to the `progress` table (`rules.progress.apply_statuses`): the document of
+  each notification is written before its devices' entries (see the rule for why that order).
+- `dlq_feed` and `dlq_counts` do the same for `pushstream.dlq`: counts per app and reason.
+
+Status records and dead letters are pushstream's own output: a malformed one is skipped with a log line, never
+dead-lettered again (a dead letter about a dead letter could loop).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from faust.types import EventT, StreamT, TableT
+
+from pushstream import metrics
+from pushstream.agents.io import Context, event_batches
+from pushstream.models import decode
+from pushstream.models.internal import DeadLetterCounts, ProgressBatch
+from pushstream.rules.dead_letters import count_dead_letters, dead_letter_app
+from pushstream.rules.keys import by_partition
+from pushstream.rules.progress import StatusItem, apply_statuses, parse_status
+from pushstream.tables import progress_device_key, table_key
+
+log = logging.getLogger(__name__)
+
+
+def _skip(what: str, event: EventT, why: object) -> None:
+    message = event.message
+    log.warning("%s: skipped malformed record %s[%d]@%d: %s", what, message.topic, message.partition,
+                message.offset, why)
+
+
+def status_items(events: list[EventT]) -> list[StatusItem]:
+    items = []
+    for event in events:
+        try:
+            items.append(parse_status(orjson.loads(event.message.value or b"")))
+        except Exception as exc:  # Invalid, bad JSON, or anything else: never stop the feed
+            _skip("progress_feed", event, exc)
+    return items
+
+
+def dead_letter_items(events: list[EventT], known_app: Callable[[str], bool]) -> list[list[Any]]:
+    """[app_id, reason, dlq partition, offset] of the dead letters that name a configured app."""
+    items = []
+    for event in events:
+        try:
+            letter = orjson.loads(event.message.value or b"")
+            app_id = dead_letter_app(letter)
+            reason = letter.get("reason") if isinstance(letter, dict) else None
+        except Exception as exc:
+            _skip("dlq_feed", event, exc)
+            continue
+        if not isinstance(reason, str) or not reason:
+            _skip("dlq_feed", event, "no reason")
+            continue
+        if app_id is not None and known_app(app_id):
+            message = event.message
+            items.append([app_id, reason, message.partition, message.offset])
+    return items
+
+
+def apply_progress(table: TableT, items: list[list[Any]], offset: int) -> None:
+    """One `ProgressBatch` (of the event at ``offset`` of its partition) into the progress table."""
+    by_notification: dict[tuple[str, str], list[StatusItem]] = {}
+    for raw in items:
+        item = StatusItem.from_list(raw)
+        by_notification.setdefault((item.app_id, item.notification_id), []).append(item)
+    for (app_id, notification_id), group in by_notification.items():
+        doc_key = table_key(f"{app_id}/{notification_id}")
+        doc = table.get(doc_key)
+        users = {i.user_id: table.get(progress_device_key(app_id, notification_id, i.user_id)) for i in group}
+        update = apply_statuses(doc, users, group, offset=offset, app_id=app_id, notification_id=notification_id)
+        if update.doc != doc:
+            table[doc_key] = update.doc
+        for user_id, entries in update.users.items():
+            table[progress_device_key(app_id, notification_id, user_id)] = entries
+
+
+def apply_dead_letter_counts(table: TableT, items: list[list[Any]]) -> None:
+    by_app: dict[str, list[tuple[str, int, int]]] = {}
+    for app_id, reason, partition, offset in items:
+        by_app.setdefault(app_id, []).append((reason, partition, offset))
+    for app_id, counted in by_app.items():
+        key = table_key(app_id)
+        doc = table.get(key)
+        updated = count_dead_letters(doc, counted)
+        if updated != doc:
+            table[key] = updated
+
+
+def register(ctx: Context) -> None:
+    pipeline, topics, tables = ctx.rt.settings.pipeline, ctx.topics, ctx.tables
+    partitions = ctx.rt.layout.user_partitions
+    settings = ctx.rt.settings
+
+    async def progress_feed(stream: StreamT) -> None:
+        async for events in event_batches(stream, pipeline.ingest_batch, pipeline.ingest_within_seconds):
+            with metrics.batch_seconds.labels("progress_feed").time():
+                outbox = ctx.outbox()
+                grouped = by_partition(status_items(list(events)), lambda i: f"{i.app_id}/{i.notification_id}",
+                                       partitions)
+                for partition, group in grouped.items():
+                    outbox.add(topics.progress, ProgressBatch(items=[i.as_list() for i in group]),
+                               key=f"progress/{partition}", partition=partition)
+                # Faust flushes its producer before it commits these offsets: a crash re-reads the batch.
+                await outbox.flush(wait=False)
+
+    async def progress(stream: StreamT) -> None:
+        async for event in stream.events():
+
+            async def work(event: EventT = event) -> None:
+                apply_progress(tables.progress, decode(ProgressBatch, event.value).items, event.message.offset)
+
+            with metrics.batch_seconds.labels("progress").time():
+                await ctx.guarded("progress", [event], work)
+
+    async def dlq_feed(stream: StreamT) -> None:
+        async for events in event_batches(stream, pipeline.ingest_batch, pipeline.ingest_within_seconds):
+            outbox = ctx.outbox()
+            items = dead_letter_items(list(events), lambda app_id: settings.app(app_id) is not None)
+            for partition, group in by_partition(items, lambda i: str(i[0]), partitions).items():
+                outbox.add(topics.dlq_counts, DeadLetterCounts(items=group), key=f"dlq-counts/{partition}",
+                           partition=partition)
+            await outbox.flush(wait=False)
+
+    async def dlq_counts(stream: StreamT) -> None:
+        async for event in stream.events():
+
+            async def work(event: EventT = event) -> None:
+                apply_dead_letter_counts(tables.dlq_counts, decode(DeadLetterCounts, event.value).items)
+
+            await ctx.guarded("dlq_counts", [event], work)
+
+    ctx.app.agent(topics.status_out, name="pushstream.progress_feed")(progress_feed)
+    ctx.app.agent(topics.progress, name="pushstream.progress")(progress)
+    ctx.app.agent(topics.dlq, name="pushstream.dlq_feed")(dlq_feed)
+    ctx.app.agent(topics.dlq_counts, name="pushstream.dlq_counts")(dlq_counts)

@@ -1,0 +1,195 @@
+"""Campaign progress: status records → one progress document per notification (contract §4), and the latest
+status of every device it reached. Pure: the progress agent reads a batch, calls `apply_statuses`, writes.
+
+A device counts once, by its latest status:
+- later `at` wins (milliseconds); at the same millisecond a final status beats a non-final one, otherwise the
+  status already known stays (so a record seen twice changes nothing);
+- ``suppressed``/``duplicate`` (the same notification id published again) never replaces a status the device
+  already has: it says the device got this notification before, not what became of it; any other record
+  replaces it.
+
+`targeted` counts the devices with at least one status record; `pending` those of them without a final one
+(``deferred``, ``retrying``). Replaying records is harmless: the same records give the same latest statuses.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pushstream.models.base import Invalid, iso
+from pushstream.models.status import FINAL_STATUSES, Status
+
+# One letter per status in the per-device entries: they are stored once per device of every campaign.
+CODES: dict[str, str] = {
+    Status.DELIVERED: "d", Status.INVALID_TOKEN: "i", Status.FAILED: "f", Status.SUPPRESSED: "s",
+    Status.DEFERRED: "q", Status.RETRYING: "r", Status.DEAD_LETTERED: "x",
+}
+STATUS_OF_CODE = {code: status for status, code in CODES.items()}
+FINAL_CODES = frozenset(CODES[s] for s in FINAL_STATUSES)
+SUPPRESSED = CODES[Status.SUPPRESSED]
+DUPLICATE = "duplicate"
+
+# A device's latest status: [code, at_ms] or, when suppressed, [code, at_ms, reason].
+Entry = list[Any]
+# device_id → Entry, per user of one notification
+UserEntries = dict[str, Entry]
+
+
+@dataclass(frozen=True)
+class StatusItem:
+    """The part of a status record progress needs (the internal `progress` topic carries these as lists)."""
+
+    app_id: str
+    notification_id: str
+    user_id: str
+    device_id: str
+    code: str
+    at_ms: int
+    reason: str | None = None
+
+    def as_list(self) -> list[Any]:
+        return [self.app_id, self.notification_id, self.user_id, self.device_id, self.code, self.at_ms,
+                self.reason]
+
+    @classmethod
+    def from_list(cls, raw: list[Any]) -> StatusItem:
+        return cls(*raw)
+
+
+def parse_status(data: Any) -> StatusItem:
+    """A status record (contract §2) as a StatusItem; `Invalid` when it lacks what progress needs."""
+    if not isinstance(data, dict):
+        raise Invalid("bad_json", "a status record is a JSON object")
+    values = []
+    for name in ("app_id", "notification_id", "user_id", "device_id", "status", "at"):
+        value = data.get(name)
+        if not isinstance(value, str) or not value:
+            raise Invalid("missing_field", f"{name!r} must be a non-empty string")
+        values.append(value)
+    app_id, notification_id, user_id, device_id, status, at = values
+    code = CODES.get(status)
+    if code is None:
+        raise Invalid("bad_field", f"unknown status {status!r}")
+    reason = data.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise Invalid("bad_field", "'reason' must be a string or null")
+    return StatusItem(app_id, notification_id, user_id, device_id, code, at_millis(at),
+                      reason if code == SUPPRESSED else None)
+
+
+def at_millis(at: str) -> int:
+    try:
+        ts = dt.datetime.fromisoformat(at.replace("Z", "+00:00"))
+    except ValueError:
+        raise Invalid("bad_field", f"'at' {at!r} is not an ISO-8601 time") from None
+    if ts.tzinfo is None:
+        raise Invalid("bad_field", f"'at' {at!r} has no time zone")
+    return int(ts.timestamp() * 1000)
+
+
+def entry_of(item: StatusItem) -> Entry:
+    return [item.code, item.at_ms, item.reason] if item.code == SUPPRESSED else [item.code, item.at_ms]
+
+
+def supersedes(item: StatusItem, entry: Entry | None) -> bool:
+    """Whether ``item`` is the device's new latest status, given its current ``entry``."""
+    if entry is None:
+        return True
+    is_duplicate = item.code == SUPPRESSED and item.reason == DUPLICATE
+    entry_duplicate = entry[0] == SUPPRESSED and len(entry) > 2 and entry[2] == DUPLICATE
+    if is_duplicate:
+        return False
+    if entry_duplicate:
+        return True
+    return (item.at_ms, item.code in FINAL_CODES) > (entry[1], entry[0] in FINAL_CODES)
+
+
+def new_document(app_id: str, notification_id: str) -> dict[str, Any]:
+    return {"app_id": app_id, "id": notification_id, "targeted": 0, "final": 0, "by_status": {},
+            "suppressed_by_reason": {}, "first_ms": None, "last_ms": None, "applied": -1}
+
+
+def _count(counts: dict[str, int], key: str, delta: int) -> None:
+    value = counts.get(key, 0) + delta
+    if value:
+        counts[key] = value
+    else:
+        counts.pop(key, None)
+
+
+def _tally(doc: dict[str, Any], entry: Entry, delta: int) -> None:
+    code = entry[0]
+    _count(doc["by_status"], STATUS_OF_CODE[code], delta)
+    if code == SUPPRESSED:
+        _count(doc["suppressed_by_reason"], entry[2] if len(entry) > 2 and entry[2] else "unknown", delta)
+    if code in FINAL_CODES:
+        doc["final"] += delta
+
+
+@dataclass
+class ProgressUpdate:
+    doc: dict[str, Any]
+    # user_id → that user's entries, only for users whose entries changed
+    users: dict[str, UserEntries] = field(default_factory=dict)
+
+
+def apply_statuses(doc: dict[str, Any] | None, users: Mapping[str, UserEntries | None],
+                   items: Iterable[StatusItem], *, offset: int, app_id: str,
+                   notification_id: str) -> ProgressUpdate:
+    """Apply one batch of one notification's status records to its document and devices' latest statuses.
+
+    ``users`` holds the current entries of (at least) every user in ``items``. ``offset`` is the batch's
+    position on its input partition: a document that has already counted that batch (``applied`` ≥ offset, a
+    replay after a crash between writing the document and the entries) keeps its counts, while the entries are
+    still brought up to date, so the document is written before the entries and a crash between them neither
+    loses nor doubles a device.
+    """
+    current = doc or new_document(app_id, notification_id)
+    counting = current["applied"] < offset
+    out = {**current, "by_status": dict(current["by_status"]),
+           "suppressed_by_reason": dict(current["suppressed_by_reason"])}
+    changed: dict[str, UserEntries] = {}
+    for item in items:
+        entries = changed.get(item.user_id)
+        if entries is None:
+            entries = dict(users.get(item.user_id) or {})
+        old = entries.get(item.device_id)
+        if counting:
+            out["first_ms"] = item.at_ms if out["first_ms"] is None else min(out["first_ms"], item.at_ms)
+            out["last_ms"] = item.at_ms if out["last_ms"] is None else max(out["last_ms"], item.at_ms)
+        if not supersedes(item, old):
+            continue
+        new = entry_of(item)
+        if new == old:
+            continue
+        if counting:
+            if old is None:
+                out["targeted"] += 1
+            else:
+                _tally(out, old, -1)
+            _tally(out, new, +1)
+        entries[item.device_id] = new
+        changed[item.user_id] = entries
+    if counting:
+        out["applied"] = offset
+    return ProgressUpdate(doc=out, users=changed)
+
+
+def progress_document(doc: dict[str, Any]) -> dict[str, Any]:
+    """The contract's progress document (§4). Engagement and variants are not built yet: ``opened`` is 0 and
+    ``variants`` empty."""
+    pending = doc["targeted"] - doc["final"]
+    return {
+        "id": doc["id"], "app_id": doc["app_id"], "targeted": doc["targeted"],
+        "by_status": dict(sorted(doc["by_status"].items())),
+        "suppressed_by_reason": dict(sorted(doc["suppressed_by_reason"].items())),
+        "pending": pending, "opened": 0, "done": doc["targeted"] > 0 and pending == 0, "variants": {},
+        "first_at": _iso_ms(doc["first_ms"]), "last_at": _iso_ms(doc["last_ms"]),
+    }
+
+
+def _iso_ms(ms: int | None) -> str | None:
+    return None if ms is None else iso(dt.datetime.fromtimestamp(ms / 1000, dt.UTC))

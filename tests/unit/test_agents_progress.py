@@ -1,0 +1,96 @@
+"""The progress agents' glue (agents.progress) and `pushstream notifications show`'s app choice, without Kafka:
+plain dicts stand in for the tables."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+import pytest
+
+from pushstream.agents.progress import apply_dead_letter_counts, apply_progress, dead_letter_items, status_items
+from pushstream.cli.notifications import pick_app
+from pushstream.config import AppSettings, ConfigError, Settings
+from pushstream.rules.progress import at_millis
+from pushstream.tables import progress_device_key, table_key
+from tests.unit.factories import settings
+
+
+def event(value: Any, offset: int = 0, partition: int = 0) -> Any:
+    raw = value if isinstance(value, bytes) else orjson.dumps(value)
+    return SimpleNamespace(message=SimpleNamespace(value=raw, topic="t.pushstream.status", partition=partition,
+                                                   offset=offset))
+
+
+def status(device: str, state: str, reason: str | None = None, user: str = "u-1") -> dict[str, Any]:
+    return {"notification_id": "n-1", "app_id": "demo", "user_id": user, "device_id": device, "platform": "fcm",
+            "status": state, "reason": reason, "at": "2026-11-22T18:00:01.234Z"}
+
+
+class Table(dict):  # type: ignore[type-arg]
+    """A table that remembers the order of its writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+
+    def __setitem__(self, key: bytes, value: Any) -> None:
+        self.writes.append(key)
+        super().__setitem__(key, value)
+
+
+def test_malformed_status_records_are_skipped_with_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    items = status_items([event(status("d-1", "delivered")), event(b"{not json", 1), event([1], 2),
+                          event({**status("d-2", "delivered"), "status": "lost"}, 3), event(status("d-3", "failed"))])
+    assert [i.device_id for i in items] == ["d-1", "d-3"]
+    assert sum("skipped malformed record" in r.getMessage() for r in caplog.records) == 3
+
+
+def test_a_batch_writes_each_document_before_its_entries() -> None:
+    table = Table()
+    items = [i.as_list() for i in status_items([event(status("d-1", "delivered")),
+                                                event(status("d-2", "suppressed", "opt_out", user="u-2"))])]
+    apply_progress(table, items, offset=4)  # type: ignore[arg-type]
+    doc_key = table_key("demo/n-1")
+    assert table.writes[0] == doc_key
+    assert set(table.writes[1:]) == {progress_device_key("demo", "n-1", "u-1"),
+                                      progress_device_key("demo", "n-1", "u-2")}
+    assert table[doc_key]["targeted"] == 2 and table[doc_key]["applied"] == 4
+    at_ms = at_millis("2026-11-22T18:00:01.234Z")
+    assert table[progress_device_key("demo", "n-1", "u-2")] == {"d-2": ["s", at_ms, "opt_out"]}
+    # The same batch again (a replay): nothing changes, nothing is written.
+    table.writes.clear()
+    apply_progress(table, items, offset=4)  # type: ignore[arg-type]
+    assert table.writes == []
+
+
+def test_dead_letters_are_counted_for_configured_apps_only() -> None:
+    def letter(reason: str, value: Any) -> dict[str, Any]:
+        return {"reason": reason, "detail": "", "topic": "x", "partition": 0, "offset": 1, "at": "",
+                "value": value if isinstance(value, str) else orjson.dumps(value).decode()}
+
+    events = [event(letter("missing_field", {"app_id": "demo"}), 10, 1),
+              event(letter("bad_json", "{nope"), 11, 1),
+              event(letter("unknown_app", {"app_id": "nope"}), 12, 1),
+              event(b"garbage", 13, 1),
+              event(letter("internal_error", {"notification": {"app_id": "demo"}}), 14, 2)]
+    items = dead_letter_items(events, lambda app_id: app_id == "demo")
+    assert items == [["demo", "missing_field", 1, 10], ["demo", "internal_error", 2, 14]]
+    table = Table()
+    apply_dead_letter_counts(table, items)  # type: ignore[arg-type]
+    apply_dead_letter_counts(table, items)  # type: ignore[arg-type]  # sent twice: counted once
+    assert table[table_key("demo")]["by_reason"] == {"internal_error": 1, "missing_field": 1}
+
+
+def test_notifications_show_picks_the_only_app_or_needs_one() -> None:
+    one = settings()
+    assert pick_app(one, None) == next(iter(one.apps))
+    two = Settings(apps={"a": AppSettings(api_keys=("k",)), "b": AppSettings(api_keys=("l",))})
+    assert pick_app(two, "b") == "b"
+    with pytest.raises(ConfigError, match="--app is needed"):
+        pick_app(two, None)
+    with pytest.raises(ConfigError, match="not in the configuration"):
+        pick_app(two, "c")
