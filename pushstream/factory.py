@@ -15,6 +15,7 @@ from typing import Any
 
 import faust
 
+from pushstream import metrics
 from pushstream.agents import ingest, planner, registry, router, scheduler
 from pushstream.agents.io import Context
 from pushstream.agents.senders import LANES, PLATFORMS, SenderService, sender_services
@@ -68,6 +69,7 @@ def create_app(rt: Runtime, role: str = "all", *, lanes: tuple[str, ...] = LANES
     senders: list[SenderService] = []
     if role == "all":
         attach_senders(app, sender_services(settings, rt.layout, lanes, platforms), senders)
+    watch_lag(app, settings.topic("pushstream"), senders)
     views.register(ctx, ready_checks=(lambda: {"senders_started": all(s.started for s in senders)})
                    if role == "all" else None)
     return app
@@ -87,3 +89,15 @@ def attach_senders(app: faust.App, services: list[SenderService], started: list[
 
     app.task(start_senders)
     app.on_before_shutdown.connect(stop_senders)
+    metrics.watch_senders(services)
+
+
+def watch_lag(app: faust.App, group: str, senders: list[SenderService]) -> None:
+    """Consumer lag of the router's group (and of the in-process senders') on a timer, for /metrics."""
+    metrics.install()
+
+    async def measure() -> None:
+        await metrics.measure_router_lag(app, group)
+        await metrics.measure_sender_lag(senders)
+
+    app.timer(5.0)(measure)

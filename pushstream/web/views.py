@@ -13,10 +13,10 @@ from typing import Any
 import orjson
 from faust.exceptions import SameNode
 from faust.web import Request, Response, View
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from pushstream import metrics
 from pushstream.agents.io import Context
-from pushstream.metrics import REGISTRY
 from pushstream.models.base import Invalid, load_json_object
 from pushstream.models.notifications import parse_notification
 from pushstream.models.registry import parse_device_event
@@ -170,4 +170,4 @@ def register(ctx: Context, ready_checks: Callable[[], dict[str, bool]] | None = 
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+            return self.bytes(metrics.render(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
