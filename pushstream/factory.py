@@ -15,7 +15,7 @@ from typing import Any
 
 import faust
 
-from pushstream import metrics
+from pushstream import logs, metrics
 from pushstream.agents import ingest, planner, registry, router, scheduler
 from pushstream.agents.io import Context
 from pushstream.agents.senders import LANES, PLATFORMS, SenderService, sender_services
@@ -54,6 +54,9 @@ def create_app(rt: Runtime, role: str = "all", *, lanes: tuple[str, ...] = LANES
         # Static group membership: a worker restarted under the same id (a pod restart, a crash) takes its
         # partitions back at once instead of waiting a session timeout for a rebalance.
         consumer_group_instance_id=os.environ.get("PUSHSTREAM_WORKER_ID") or None,
+        # JSON lines (or text with --log-format text), the same formatter as the sender processes'.
+        logging_config=logs.faust_config(logs.role_name(role)),
+        Worker="pushstream.factory:Worker",
         web_host=settings.web.host,
         web_port=settings.web.port,
         web_bind=settings.web.bind,
@@ -73,6 +76,16 @@ def create_app(rt: Runtime, role: str = "all", *, lanes: tuple[str, ...] = LANES
     views.register(ctx, ready_checks=(lambda: {"senders_started": all(s.started for s in senders)})
                    if role == "all" else None)
     return app
+
+
+class Worker(faust.Worker):
+    """Faust's worker without its terminal spinner when logging JSON: the spinner writes cursor escape codes to
+    stdout (at --loglevel warn, Faust's default), which are no JSON lines."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if logs.log_format() == "json":
+            self.spinner = None
 
 
 def attach_senders(app: faust.App, services: list[SenderService], started: list[SenderService]) -> None:

@@ -14,7 +14,7 @@ import faust
 import orjson
 from faust.types import EventT, StreamT, TableT
 
-from pushstream import metrics
+from pushstream import logs, metrics
 from pushstream.agents.io import Context, Outbox
 from pushstream.agents.registry import BatchView
 from pushstream.agents.scheduler import add_command
@@ -174,6 +174,7 @@ async def route_event(ctx: Context, event: EventT) -> None:
     step_no, after = cursor["step"], cursor["after"]
     listed = None if intent.broadcast else iter(targeted_users(tables.devices, intent, partition))
     app_id = intent.notification["app_id"]
+    logs.bind(app_id=app_id, notification_id=intent.notification.get("id"))
     while True:
         if not owns(app, event):
             log.info("router: rebalance while routing %s on partition %d: left for the owner to resume",

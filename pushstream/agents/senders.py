@@ -30,7 +30,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from pushstream import metrics
+from pushstream import logs, metrics
 from pushstream.config import Settings
 from pushstream.models import DeliveryBatch, UserEvents, decode, encode
 from pushstream.models.base import iso, utcnow
@@ -413,6 +413,7 @@ class SenderService:
         self.settled += len(batches)
 
     async def _send(self, batch: DeliveryBatch) -> Sequence[Verdict | None]:
+        logs.bind(app_id=batch.app_id, notification_id=batch.notification_id)  # this batch's task only
         sender = await self.pool.get(batch.app_id, batch.platform, lane_of(batch.channel))
         if sender is None:
             return [None] * len(batch.items)

@@ -17,6 +17,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from pushstream import logs
 from pushstream import metrics as metrics_
 from pushstream.agents.senders import SenderService
 from pushstream.models.vocabulary import LANES, PLATFORMS
@@ -61,7 +62,7 @@ def web_app(services: Sequence[SenderService]) -> web.Application:
     async def not_found(request: web.Request) -> web.Response:
         return web.json_response({"error": "not_found", "detail": request.path}, status=404)
 
-    application = web.Application()
+    application = web.Application(middlewares=[logs.access_middleware()])
     application.router.add_get("/healthz", healthz)
     application.router.add_get("/readyz", readyz)
     application.router.add_get("/metrics", metrics)
@@ -108,8 +109,9 @@ async def serve(rt: Runtime, *, lanes: Sequence[str], platforms: Sequence[str], 
 
 
 def run(rt: Runtime, *, lanes: Sequence[str] = LANES, platforms: Sequence[str] = PLATFORMS,
-        host: str = "127.0.0.1", port: int = 6067, loglevel: str = "info") -> int:
-    logging.basicConfig(level=loglevel.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+        host: str = "127.0.0.1", port: int = 6067, loglevel: str = "info", log_format: str | None = None) -> int:
+    logs.configure(logs.role_name("sender-" + "+".join(lanes) if len(lanes) == 1 else "sender"), fmt=log_format,
+                   level=loglevel)
     for name in ("aiokafka", "kafka"):
         logging.getLogger(name).setLevel(logging.WARNING)
     install_uvloop()

@@ -15,7 +15,7 @@ from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from pushstream import metrics
+from pushstream import logs, metrics
 from pushstream.agents.io import Context
 from pushstream.models.base import Invalid, load_json_object
 from pushstream.models.notifications import parse_notification
@@ -50,6 +50,8 @@ def authorize(rt: Runtime, view: View, request: Request, app_id: str) -> Respons
 def register(ctx: Context, ready_checks: Callable[[], dict[str, bool]] | None = None) -> None:
     """The HTTP API, health, readiness and metrics pages of a router (or all-in-one) app."""
     app = ctx.app
+    web_driver: Any = app.web  # the aiohttp driver: its application takes the access-log middleware
+    web_driver.web_app.middlewares.append(logs.access_middleware())
 
     def _ident(url: Any) -> tuple[str, int]:
         return (url.host or "", int(url.port or 80))
