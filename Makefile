@@ -14,8 +14,10 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# Starts local Kafka if it is not running, runs lint and the whole suite, stops Kafka if it started it.
+# Installs the system packages the tests need (scripts/install-test-deps), starts local Kafka if it is not
+# running, runs lint and the whole suite, stops Kafka if it started it.
 test: install
+	scripts/install-test-deps
 	VENV=$(VENV) scripts/run-tests
 
 lint: install
@@ -26,6 +28,7 @@ unit: install
 	$(PY) -m pytest tests/unit -q
 
 integration: install
+	scripts/install-test-deps
 	VENV=$(VENV) scripts/run-tests tests/integration
 
 demo: install
