@@ -90,3 +90,20 @@ def test_supervisor_tags_json_lines_with_the_role_and_wraps_other_output() -> No
     assert wrapped["role"] == "sender-bulk" and wrapped["message"] == "Traceback (most recent call last):"
     assert wrapped["logger"] == "stdout" and wrapped["time"].endswith("Z")
     assert prefix_tagger("router")(b"hello\n") == b"[router] hello\n"
+
+
+@pytest.mark.parametrize(("fmt", "kind"), [("json", logs.JsonFormatter), ("text", logs.TextFormatter)])
+def test_faust_takes_the_formatter_through_its_logging_config(monkeypatch: pytest.MonkeyPatch, fmt: str,
+                                                               kind: type) -> None:
+    from mode.utils.logging import setup_logging
+
+    monkeypatch.setenv(logs.FORMAT_ENV, fmt)
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        setup_logging(loglevel="info", logging_config=logs.faust_config("router"))
+        (handler,) = root.handlers
+        assert isinstance(handler.formatter, kind) and root.level == logging.INFO
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
