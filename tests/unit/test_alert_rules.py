@@ -40,3 +40,8 @@ def test_every_alert_has_a_unit_test_and_a_runbook_entry() -> None:
     runbook = (RULES_DIR.parents[1] / "docs" / "runbook.md").read_text()
     for alert in alerts:
         assert f"## {alert}" in runbook, alert
+
+
+def test_the_example_scrape_config_is_valid() -> None:
+    result = promtool("check", "config", "prometheus.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
