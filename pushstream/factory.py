@@ -106,11 +106,12 @@ def attach_senders(app: faust.App, services: list[SenderService], started: list[
 
 
 def watch_lag(app: faust.App, group: str, senders: list[SenderService]) -> None:
-    """Consumer lag of the router's group (and of the in-process senders') on a timer, for /metrics."""
+    """Consumer lag of the router's group (and of the in-process senders') and table sizes on a timer."""
     metrics.install()
 
     async def measure() -> None:
         await metrics.measure_router_lag(app, group)
         await metrics.measure_sender_lag(senders)
+        metrics.measure_tables(app)
 
     app.timer(5.0)(measure)
