@@ -14,8 +14,8 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# Installs the system packages the tests need (Chromium, for the /ui test), starts local Kafka if it is not
-# running, runs lint and the whole suite, stops Kafka if it started it.
+# Installs the system packages the tests need (scripts/install-test-deps: Prometheus, Chromium), starts local
+# Kafka if it is not running, runs lint and the whole suite, stops Kafka if it started it.
 test: install
 	scripts/install-test-deps
 	VENV=$(VENV) scripts/run-tests

@@ -15,6 +15,7 @@ from typing import Any
 
 import faust
 
+from pushstream import logs, metrics
 from pushstream.agents import ingest, planner, progress, registry, router, scheduler
 from pushstream.agents.io import Context
 from pushstream.agents.senders import LANES, PLATFORMS, SenderService, sender_services
@@ -53,6 +54,9 @@ def create_app(rt: Runtime, role: str = "all", *, lanes: tuple[str, ...] = LANES
         # Static group membership: a worker restarted under the same id (a pod restart, a crash) takes its
         # partitions back at once instead of waiting a session timeout for a rebalance.
         consumer_group_instance_id=os.environ.get("PUSHSTREAM_WORKER_ID") or None,
+        # JSON lines (or text with --log-format text), the same formatter as the sender processes'.
+        logging_config=logs.faust_config(logs.role_name(role)),
+        Worker="pushstream.factory:Worker",
         web_host=settings.web.host,
         web_port=settings.web.port,
         web_bind=settings.web.bind,
@@ -68,9 +72,20 @@ def create_app(rt: Runtime, role: str = "all", *, lanes: tuple[str, ...] = LANES
     senders: list[SenderService] = []
     if role == "all":
         attach_senders(app, sender_services(settings, rt.layout, lanes, platforms), senders)
+    watch_lag(app, settings.topic("pushstream"), senders)
     views.register(ctx, ready_checks=(lambda: {"senders_started": all(s.started for s in senders)})
                    if role == "all" else None)
     return app
+
+
+class Worker(faust.Worker):
+    """Faust's worker without its terminal spinner when logging JSON: the spinner writes cursor escape codes to
+    stdout (at --loglevel warn, Faust's default), which are no JSON lines."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if logs.log_format() == "json":
+            self.spinner = None
 
 
 def attach_senders(app: faust.App, services: list[SenderService], started: list[SenderService]) -> None:
@@ -87,3 +102,16 @@ def attach_senders(app: faust.App, services: list[SenderService], started: list[
 
     app.task(start_senders)
     app.on_before_shutdown.connect(stop_senders)
+    metrics.watch_senders(services)
+
+
+def watch_lag(app: faust.App, group: str, senders: list[SenderService]) -> None:
+    """Consumer lag of the router's group (and of the in-process senders') and table sizes on a timer."""
+    metrics.install()
+
+    async def measure() -> None:
+        await metrics.measure_router_lag(app, group)
+        await metrics.measure_sender_lag(senders)
+        metrics.measure_tables(app)
+
+    app.timer(5.0)(measure)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -80,6 +81,7 @@ class Outbox:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._pending: list[tuple[str, bytes | None, bytes, int | None]] = []
+        self._dead: Counter[tuple[str, str]] = Counter()  # (source, reason) of the pending dead letters
 
     def add(self, to: faust.TopicT, value: faust.Record | bytes, *, key: str | bytes | None = None,
             partition: int | None = None) -> None:
@@ -89,7 +91,7 @@ class Outbox:
 
     def dead_letter(self, event: EventT, error: Invalid, source: str) -> None:
         message = event.message
-        metrics.dead_letters.labels(source, error.reason).inc()
+        self._dead[(source, error.reason)] += 1
         self.add(
             self.ctx.topics.dlq,
             dead_letter(error.reason, error.detail, topic=message.topic, partition=message.partition,
@@ -111,6 +113,9 @@ class Outbox:
         for name, key, value, partition in self._pending:
             acks.append(await send(name, key, value, partition, None, None))
         self._pending.clear()
+        if self._dead:  # counted where they are written: handed to the producer
+            metrics.count_dead_letters(self._dead)
+            self._dead = Counter()
         if acks and wait:
             await asyncio.gather(*acks)
 

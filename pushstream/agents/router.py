@@ -14,7 +14,7 @@ import faust
 import orjson
 from faust.types import EventT, StreamT, TableT
 
-from pushstream import metrics
+from pushstream import logs, metrics
 from pushstream.agents.io import Context, Outbox
 from pushstream.agents.scheduler import add_command
 from pushstream.models import DeliveryBatch, IntentBatch, ScheduleCommands, StatusEvent, decode
@@ -125,7 +125,8 @@ def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox: Outb
                 DeliveryBatch(notification_id=nid, app_id=app_id, platform=platform, channel=channel,
                               priority=n["priority"], items=items[start:start + chunk],
                               expires_at=None if n.get("ttl") is None else n["received_at"] + n["ttl"],
-                              collapse_key=n.get("collapse_key"), batch_id=f"{prefix}/{platform}/{start // chunk}"),
+                              collapse_key=n.get("collapse_key"), batch_id=f"{prefix}/{platform}/{start // chunk}",
+                              received_at=n.get("received_at")),
                 key=f"{app_id}/{nid}",
                 partition=partition % (to.partitions or 1),
             )
@@ -173,6 +174,7 @@ async def route_event(ctx: Context, event: EventT) -> None:
     step_no, after = cursor["step"], cursor["after"]
     listed = None if intent.broadcast else iter(targeted_users(tables.devices, intent, partition))
     app_id = intent.notification["app_id"]
+    logs.bind(app_id=app_id, notification_id=intent.notification.get("id"))
     while True:
         if not owns(app, event):
             log.info("router: rebalance while routing %s on partition %d: left for the owner to resume",

@@ -30,7 +30,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from pushstream import metrics
+from pushstream import logs, metrics
 from pushstream.config import Settings
 from pushstream.models import DeliveryBatch, UserEvents, decode, encode
 from pushstream.models.base import iso, utcnow
@@ -398,12 +398,15 @@ class SenderService:
         records: list[Record] = []
         batches: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes], DeliveryBatch, str]] = []
         polled: set[str] = set()
+        settled: list[tuple[DeliveryBatch, Settlement]] = []
+        errors = 0  # records dead-lettered as internal_error (counted once committed)
         for tp, message in work:
             try:
                 batch = decode(DeliveryBatch, message.value)
                 batch_id = batch.batch_id or f"{tp.topic}:{tp.partition}:{message.offset}"
             except Exception as exc:
                 records.append(self._dead_letter_record(tp, message, "internal_error", repr(exc)[:500]))
+                errors += 1
                 continue
             if batch_id in self.memory or batch_id in polled:
                 metrics.sends_skipped.labels(self.lane).inc(len(batch.items))
@@ -420,17 +423,21 @@ class SenderService:
             except Exception as exc:  # a corrupt batch must not stop the lane
                 log.exception("sender %s: cannot settle batch %s", self.lane, batch_id)
                 records.append(self._dead_letter_record(tp, message, "internal_error", repr(exc)[:500]))
+                errors += 1
                 continue
             self._add_outcome(records, tp, message, batch, outcome)
+            settled.append((batch, outcome))
             deactivations.extend(outcome.deactivations)
             records.append((self.sent_topic, batch_id.encode(), b"1", tp.partition % self.sent_partitions))
         records.extend(self._user_events(deactivations))
         await self._commit(records, offsets)
+        metrics.observe_poll(self.lane, settled, answered_at=now, internal_errors=errors)
         for _, _, _, batch_id in batches:
             self.memory.add(batch_id)
         self.settled += len(batches)
 
     async def _send(self, batch: DeliveryBatch) -> Sequence[Verdict | None]:
+        logs.bind(app_id=batch.app_id, notification_id=batch.notification_id)  # this batch's task only
         sender = await self.pool.get(batch.app_id, batch.platform, lane_of(batch.channel))
         if sender is None:
             return [None] * len(batch.items)
@@ -455,13 +462,10 @@ class SenderService:
         for key, reason, detail, value in outcome.dead_letters:
             letter = dead_letter(reason, detail, topic=tp.topic, partition=tp.partition, offset=message.offset,
                                  key=key.encode(), value=dumps(value))
-            metrics.dead_letters.labels(f"sender-{batch.platform}", reason).inc()
             records.append((self.dlq_topic, key.encode(), encode(letter), None))
-        metrics.count_statuses(outcome.tally)
 
     def _dead_letter_record(self, tp: TopicPartition, message: ConsumerRecord[bytes, bytes], reason: str,
                             detail: str) -> Record:
-        metrics.dead_letters.labels(f"sender-{self.lane}", reason).inc()
         letter = dead_letter(reason, detail, topic=tp.topic, partition=tp.partition, offset=message.offset,
                              key=message.key, value=message.value)
         return (self.dlq_topic, message.key, encode(letter), None)

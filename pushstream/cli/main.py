@@ -60,8 +60,12 @@ def option_value(args: Sequence[str], *names: str) -> str | None:
 
 
 def _worker(args: argparse.Namespace, extra: list[str]) -> int:
+    from pushstream import logs
+
     if args.config:
         os.environ["PUSHSTREAM_CONFIG"] = args.config
+    # Children (the supervisor's, Faust's logging set-up) read the format from the environment.
+    os.environ[logs.FORMAT_ENV] = logs.log_format(args.log_format)
     if not args.no_apply:
         code = _topics_apply(argparse.Namespace(config=args.config, dry_run=False))
         if code:
@@ -79,6 +83,11 @@ def _router(extra: list[str]) -> int:
 
     os.environ["PUSHSTREAM_ROLE"] = "router"
     top, worker = split_faust_args(extra)
+    quiet_options = {"-q", "--quiet", "--no-quiet"}
+    if os.environ.get("PUSHSTREAM_LOG_FORMAT") == "json" and not quiet_options & {a.split("=")[0] for a in top}:
+        top.append("--quiet")  # Faust's start-up banner is not JSON; its logs are
+    if option_value(top, "-l", "--loglevel") is None:
+        top += ["--loglevel", "info"]  # like the senders (Faust's own default, warn, hides the access log)
     if option_value(top, "-L", "--loop") is None:
         # Faust's --loop alone left the router on asyncio's loop (measured): set the policy before Faust
         # creates its loop.
@@ -105,7 +114,7 @@ def _sender(args: argparse.Namespace, extra: list[str]) -> int:
     return sender.run(rt, lanes=tuple(args.lane or LANES), platforms=platforms,
                       host=option_value(extra, "--web-host", "-h") or "127.0.0.1",
                       port=int(port) if port else rt.settings.web.port + 1,
-                      loglevel=option_value(extra, "-l", "--loglevel") or "info")
+                      loglevel=option_value(extra, "-l", "--loglevel") or "info", log_format=args.log_format)
 
 
 def _machine(args: argparse.Namespace, extra: list[str]) -> int:
@@ -128,7 +137,7 @@ def _machine(args: argparse.Namespace, extra: list[str]) -> int:
         if loglevel:
             argv += ["--loglevel", loglevel]
         children.append(Child(f"sender-{lane}", argv, env))
-    return supervise(children)
+    return supervise(children, json_lines=env.get("PUSHSTREAM_LOG_FORMAT") == "json")
 
 
 def _fakes(extra: list[str]) -> int:
@@ -159,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker.add_argument("--lane", choices=("transactional", "bulk"), action="append",
                         help="sender lane(s) (default: both)")
     worker.add_argument("--platforms", help="comma-separated platforms a sender serves (default: all)")
+    worker.add_argument("--log-format", choices=("json", "text"),
+                        help="json: one JSON object per line (default; or $PUSHSTREAM_LOG_FORMAT); text: for people")
     topics = commands.add_parser("topics", help="manage the topics in topics.yaml")
     topic_commands = topics.add_subparsers(dest="topics_command", required=True)
     apply = topic_commands.add_parser("apply", help="create missing topics; exit 1 on drift")

@@ -15,10 +15,11 @@ from collections.abc import Sequence
 
 import orjson
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from pushstream import logs
+from pushstream import metrics as metrics_
 from pushstream.agents.senders import SenderService
-from pushstream.metrics import REGISTRY
 from pushstream.models.vocabulary import LANES, PLATFORMS
 from pushstream.runtime import Runtime
 
@@ -46,7 +47,7 @@ def web_app(services: Sequence[SenderService]) -> web.Application:
                             content_type="application/json")
 
     async def metrics(request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+        return web.Response(body=metrics_.render(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     async def tasks(request: web.Request) -> web.Response:
         """Where every task of this process waits: for an operator chasing a stuck sender."""
@@ -61,7 +62,7 @@ def web_app(services: Sequence[SenderService]) -> web.Application:
     async def not_found(request: web.Request) -> web.Response:
         return web.json_response({"error": "not_found", "detail": request.path}, status=404)
 
-    application = web.Application()
+    application = web.Application(middlewares=[logs.access_middleware()])
     application.router.add_get("/healthz", healthz)
     application.router.add_get("/readyz", readyz)
     application.router.add_get("/metrics", metrics)
@@ -73,6 +74,7 @@ def web_app(services: Sequence[SenderService]) -> web.Application:
 
 async def serve(rt: Runtime, *, lanes: Sequence[str], platforms: Sequence[str], host: str, port: int) -> int:
     services = [SenderService(rt.settings, rt.layout, lane, platforms=[p]) for lane in lanes for p in platforms]
+    metrics_.watch_senders(services)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -81,6 +83,8 @@ async def serve(rt: Runtime, *, lanes: Sequence[str], platforms: Sequence[str], 
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     code = 0
+    lag = asyncio.create_task(metrics_.lag_loop(lambda: metrics_.measure_sender_lag(services)),
+                              name="pushstream.sender.lag")
     try:
         for service in services:
             await service.start()
@@ -94,6 +98,7 @@ async def serve(rt: Runtime, *, lanes: Sequence[str], platforms: Sequence[str], 
                 if task.exception() is not None:
                     log.error("a sender service died", exc_info=task.exception())
     finally:
+        lag.cancel()
         for service in services:
             try:
                 await service.stop()
@@ -104,8 +109,9 @@ async def serve(rt: Runtime, *, lanes: Sequence[str], platforms: Sequence[str], 
 
 
 def run(rt: Runtime, *, lanes: Sequence[str] = LANES, platforms: Sequence[str] = PLATFORMS,
-        host: str = "127.0.0.1", port: int = 6067, loglevel: str = "info") -> int:
-    logging.basicConfig(level=loglevel.upper(), format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+        host: str = "127.0.0.1", port: int = 6067, loglevel: str = "info", log_format: str | None = None) -> int:
+    logs.configure(logs.role_name("sender-" + "+".join(lanes) if len(lanes) == 1 else "sender"), fmt=log_format,
+                   level=loglevel)
     for name in ("aiokafka", "kafka"):
         logging.getLogger(name).setLevel(logging.WARNING)
     install_uvloop()

@@ -67,6 +67,9 @@ class DeliveryBatch(faust.Record, include_metadata=False):
     # Deterministic identity (origin, partition, routing step, platform, chunk; retries add the attempt): the
     # same batch routed again after a crash has the same id, and a sender never sends an id it settled.
     batch_id: Optional[str] = None
+    # The notification's publish time (its Kafka timestamp, or send_at when scheduled), epoch seconds: the start
+    # of the publish → provider-answer latency the senders export. Retries keep it.
+    received_at: Optional[float] = None
 
 
 class ProgressBatch(faust.Record, include_metadata=False):

@@ -161,8 +161,13 @@ class SendSlots:
     """
 
     def __init__(self, limit: int) -> None:
-        self._free = max(1, limit)
+        self.limit = self._free = max(1, limit)
         self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def in_use(self) -> int:
+        """Slots taken now (sends in flight); waiters are not counted."""
+        return self.limit - self._free
 
     async def __aenter__(self) -> None:
         if self._free > 0 and not self._waiters:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.utils
 import time
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -130,6 +131,10 @@ def parse_retry_after(value: str | float | None, now: float | None = None) -> fl
     return max(0.0, when.timestamp() - now)
 
 
+# Upper bounds (seconds) of the provider request latency buckets; one more bucket holds everything above.
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
 @dataclass
 class SendCounters:
     """Counters a sender keeps for metrics: requests put on the wire and verdicts by action and reason."""
@@ -140,6 +145,15 @@ class SendCounters:
     auth_refreshes: int = 0  # tokens/JWTs/VAPID headers signed or fetched
     actions: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
+    # Request latency, bucketed here (a bisect and an add per request) and exported at scrape time.
+    latency_bounds: tuple[float, ...] = REQUEST_BUCKETS
+    latency_counts: list[int] = field(default_factory=lambda: [0] * (len(REQUEST_BUCKETS) + 1))
+    latency_sum: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        """Count one request's latency (slot taken → answer or deadline)."""
+        self.latency_counts[bisect_left(self.latency_bounds, seconds)] += 1
+        self.latency_sum += seconds
 
     def record(self, verdict: Verdict) -> None:
         """Count one final verdict."""

@@ -13,10 +13,10 @@ from typing import Any
 import orjson
 from faust.exceptions import SameNode
 from faust.web import Request, Response, View
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from pushstream import logs, metrics
 from pushstream.agents.io import Context
-from pushstream.metrics import REGISTRY
 from pushstream.models.base import Invalid, load_json_object
 from pushstream.models.notifications import parse_notification
 from pushstream.models.registry import parse_device_event
@@ -51,6 +51,8 @@ def authorize(rt: Runtime, view: View, request: Request, app_id: str) -> Respons
 def register(ctx: Context, ready_checks: Callable[[], dict[str, bool]] | None = None) -> None:
     """The HTTP API, health, readiness and metrics pages of a router (or all-in-one) app."""
     app = ctx.app
+    web_driver: Any = app.web  # the aiohttp driver: its application takes the access-log middleware
+    web_driver.web_app.middlewares.append(logs.access_middleware())
 
     def _ident(url: Any) -> tuple[str, int]:
         return (url.host or "", int(url.port or 80))
@@ -180,7 +182,7 @@ def register(ctx: Context, ready_checks: Callable[[], dict[str, bool]] | None = 
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+            return self.bytes(metrics.render(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
 
 def consumer_state(app: Any) -> dict[str, Any]:

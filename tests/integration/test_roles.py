@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from pushstream.testing.fakes.control import FakesProcess
 from pushstream.testing.stack import free_port
 from tests.integration.crash import Kill, campaign_with, kill_process, register
@@ -108,5 +110,6 @@ def test_supervisor_restarts_a_crashed_child_and_sigterm_leaves_no_process(
     assert sender_pid not in children and len(children) == 3
     assert machine.stop(timeout=90) == 0, machine.log_tail()
     assert all(not Path(f"/proc/{pid}").exists() for pid in children), "a child outlived the supervisor"
-    log = machine.log_path.read_text()
-    assert "[router]" in log and "[sender-bulk]" in log  # output prefixed by role
+    # JSON logs (the default): every relayed line is one JSON object tagged with its role.
+    records = [orjson.loads(line) for line in machine.log_path.read_text().splitlines()]
+    assert {"router", "sender-transactional", "sender-bulk", "supervisor"} <= {r["role"] for r in records}

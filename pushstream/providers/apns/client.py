@@ -268,6 +268,10 @@ class ApnsSender:
             raise RuntimeError("ApnsSender.start() was not called")
         return self._pool
 
+    def in_flight(self) -> int:
+        """Requests holding a send slot now (for the metrics exporter)."""
+        return self._in_flight.in_use if self._in_flight is not None else 0
+
     async def start(self) -> None:
         """Load the signing key and build the (lazily connecting) pool; run inside the event loop."""
         key = load_signing_key(self.settings.key_file)
@@ -363,10 +367,12 @@ class ApnsSender:
                     self._replace_pool(pool)
                 self._log_failure(request, "timeout")
 
-            return await self._deadlines.run(
+            verdict = await self._deadlines.run(
                 self._attempt(request), classify_apns_no_answer, on_timeout=timed_out,
                 on_error=lambda: log.exception("APNs: unexpected error for token %s", self._fingerprint(request)),
             )
+            self.counters.observe(time.monotonic() - started)
+            return verdict
 
     async def _attempt(self, request: ApnsRequest) -> Verdict:
         resends = 0

@@ -149,6 +149,10 @@ class FcmSender:
             raise RuntimeError("FcmSender.start() was not called")
         return self._pool
 
+    def in_flight(self) -> int:
+        """Requests holding a send slot now (for the metrics exporter)."""
+        return self._in_flight.in_use if self._in_flight is not None else 0
+
     async def start(self) -> None:
         """Load the service account and build the (lazily connecting) pool; fetches a first token (best effort)."""
         self._creds = service_account.Credentials.from_service_account_file(
@@ -223,11 +227,13 @@ class FcmSender:
                     self._replace_pool(pool)
                 self._log_failure(token, "timeout")
 
-            return await self._deadlines.run(
+            verdict = await self._deadlines.run(
                 self._attempt(request.body), classify_fcm_no_answer, on_timeout=timed_out,
                 on_error=lambda: log.exception("FCM: unexpected error for token %s",
                                                token_fingerprint(self.platform, token)),
             )
+            self.counters.observe(time.monotonic() - started)
+            return verdict
 
     async def _attempt(self, body: bytes) -> Verdict:
         reauthed = False

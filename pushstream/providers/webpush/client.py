@@ -22,6 +22,7 @@ import hashlib
 import logging
 import re
 import ssl
+import time
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -131,6 +132,10 @@ class WebPushSender:
             raise RuntimeError("WebPushSender.start() was not called")
         return self._signer
 
+    def in_flight(self) -> int:
+        """Requests holding a send slot now (for the metrics exporter)."""
+        return self._max_in_flight - self._in_flight._value if self._in_flight is not None else 0
+
     async def start(self) -> None:
         """Load the VAPID key (and check the subject by signing once); connections open on first use."""
         key = load_vapid_key(self.settings.vapid_private_key_file)
@@ -192,12 +197,15 @@ class WebPushSender:
     async def _send(self, request: WebPushRequest, headers: str) -> Verdict:
         assert self._in_flight is not None
         async with self._in_flight:
-            return await within_deadline(
+            started = time.monotonic()
+            verdict = await within_deadline(
                 self._attempt(request, headers), self.deadline, classify_webpush_no_answer,
                 on_timeout=lambda: self._log_failure(request, "timeout"),
                 on_error=lambda: log.exception("Web Push: unexpected error for endpoint %s",
                                                self._fingerprint(request)),
             )
+            self.counters.observe(time.monotonic() - started)
+            return verdict
 
     async def _attempt(self, request: WebPushRequest, headers: str) -> Verdict:
         assert self._http is not None and self._signer is not None
