@@ -8,7 +8,7 @@ import asyncio
 import datetime as dt
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import IO, Any
@@ -187,7 +187,7 @@ class Span:
 
 async def read_range(bootstrap: str, topic: str, spans: Mapping[int, Span], *,
                      isolation_level: str = "read_committed", fetch_timeout_ms: int = 500
-                     ) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+                     ) -> AsyncGenerator[ConsumerRecord[bytes, bytes], None]:
     """Every record of ``topic`` within ``spans`` (partition → offsets), partition by partition interleaved as
     the broker returns them. Ends when each partition's position reached its span's end (transaction markers
     and aborted records occupy offsets but are never yielded)."""
@@ -218,7 +218,8 @@ async def read_range(bootstrap: str, topic: str, spans: Mapping[int, Span], *,
 
 async def follow(bootstrap: str, topic: str, *, from_beginning: bool = False, stop: asyncio.Event | None = None,
                  isolation_level: str = "read_committed", fetch_timeout_ms: int = 300,
-                 on_ready: Callable[[], None] | None = None) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+                 on_ready: Callable[[], None] | None = None
+                 ) -> AsyncGenerator[ConsumerRecord[bytes, bytes], None]:
     """The records of every partition of ``topic``, from the beginning or from now on, until ``stop`` is set.
     ``on_ready`` is called once every partition is positioned: records published after it are seen."""
     async with KafkaSession(bootstrap) as session:
