@@ -271,6 +271,7 @@ class Progress:
         self.done = 0
         self.started = time.monotonic()
         self._last = float("-inf")
+        self._shown: int | None = None  # `done` when the last line was written
 
     def rate(self, now: float | None = None) -> float:
         elapsed = (now if now is not None else time.monotonic()) - self.started
@@ -297,6 +298,7 @@ class Progress:
             self._write(now)
 
     def _write(self, now: float) -> None:
+        self._shown = self.done
         if self.tty:
             self.stream.write("\r" + self.line(now) + "\x1b[K")
         else:
@@ -304,8 +306,8 @@ class Progress:
         self.stream.flush()
 
     def finish(self) -> None:
-        now = time.monotonic()
-        self._write(now)
+        if self.tty or self._shown != self.done:
+            self._write(time.monotonic())
         if self.tty:
             self.stream.write("\n")
             self.stream.flush()

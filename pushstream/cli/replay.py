@@ -116,10 +116,14 @@ async def replay(settings: Settings, known: set[str], args: argparse.Namespace, 
     progress.finish()
     for p in sorted(spans):
         if spans[p].size or args.partition is not None:
-            print(f"partition {p}: {counts[p]} records (offsets {spans[p].start}..{spans[p].end})", file=out)
+            print(f"partition {p}: {records(counts[p])} (offsets {spans[p].start}..{spans[p].end})", file=out)
     done = "would be re-published" if args.dry_run else "re-published"
-    print(f"{sum(counts.values())} records of {source} {done} to {target}", file=out)
+    print(f"{records(sum(counts.values()))} of {source} {done} to {target}", file=out)
     return 0
+
+
+def records(n: int) -> str:
+    return f"{n} record" if n == 1 else f"{n} records"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -86,9 +86,9 @@ async def test_replay_of_a_time_range_dry_and_real_does_not_redeliver(
         # The dry run counts the one request in [from_time, to_time) and publishes nothing.
         dry = deployment.cli("replay", "--topic", "pushstream.notifications", "--from-time", from_time,
                              "--to-time", to_time, "--dry-run")
-        assert f"1 records of {deployment.topic('pushstream.notifications')} would be re-published" in dry.stdout
+        assert f"1 record of {deployment.topic('pushstream.notifications')} would be re-published" in dry.stdout
         assert [line for line in dry.stdout.splitlines() if line.startswith("partition ")
-                and " 1 records " in line], dry.stdout
+                and ": 1 record (offsets" in line], dry.stdout
         async with KafkaSession(BROKER) as session:
             assert await session.end_offsets(deployment.topic("pushstream.notifications")) == notifications_end
 
@@ -96,7 +96,7 @@ async def test_replay_of_a_time_range_dry_and_real_does_not_redeliver(
         # The full topic name works as well as the contract's bare name.
         real = deployment.cli("replay", "--topic", deployment.topic("pushstream.notifications"),
                               "--from-time", from_time, "--to-time", to_time)
-        assert "1 records of" in real.stdout and "re-published to" in real.stdout, real.stdout
+        assert "1 record of" in real.stdout and "re-published to" in real.stdout, real.stdout
         assert "replay 1/1 (100%)" in real.stderr  # the plain progress line (stderr is not a terminal)
 
         # The router answers the replayed n-2 with `duplicate` for u-1's devices, and routes nothing.
@@ -134,7 +134,7 @@ async def test_replay_of_a_time_range_dry_and_real_does_not_redeliver(
                                          partition=1, headers=[("trace", b"t-1")]))
         into = deployment.cli("replay", "--topic", staging, "--from-offset", "0", "--into",
                               "pushstream.notifications")
-        assert f"1 records of {staging} re-published to {deployment.topic('pushstream.notifications')}" in into.stdout
+        assert f"1 record of {staging} re-published to {deployment.topic('pushstream.notifications')}" in into.stdout
         statuses = await statuses_until("n-4", 1)
         assert outcomes(statuses, "n-4") == [("u-3-android", "delivered", None)]
         records = await kafka.read("pushstream.notifications", until=lambda rs: any(r.key == b"n-4" for r in rs))

@@ -43,3 +43,11 @@ def test_parse_time_takes_z_offsets_and_naive_utc() -> None:
     assert parse_time("2026-12-01 18:00") == dt.datetime(2026, 12, 1, 18, tzinfo=dt.UTC)
     with pytest.raises(ValueError, match="not an ISO-8601 time"):
         parse_time("yesterday")
+
+
+def test_the_last_line_is_not_repeated() -> None:
+    out = io.StringIO()
+    progress = Progress(1, stream=out)
+    progress.advance()
+    progress.finish()
+    assert len(out.getvalue().splitlines()) == 1
