@@ -131,10 +131,9 @@ def run(args: argparse.Namespace) -> int:
 
     rt = load_runtime(args.config)
     try:
-        if args.to_time:
-            parse_time(args.to_time)
-        if args.from_time:
-            parse_time(args.from_time)
+        for text in (args.from_time, args.to_time):
+            if text:
+                parse_time(text)  # before connecting: a typo is a usage error, not a broker round trip
         return asyncio.run(replay(rt.settings, set(rt.layout.topics), args))
     except (UsageError, ValueError, TopicMissing) as exc:
         print(f"pushstream replay: {exc}", file=sys.stderr)

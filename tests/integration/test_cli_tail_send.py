@@ -1,5 +1,5 @@
-"""`pushstream send` (through Kafka and through the HTTP API) and `pushstream tail` (following, filtered, stopped
-by SIGTERM) against the real broker and a real worker."""
+"""`pushstream send` (through Kafka and through the HTTP API) and `pushstream tail` (following, filtered, the DLQ
+by notification id, stopped by Ctrl-C or SIGTERM) against the real broker and a real worker."""
 
 from __future__ import annotations
 
@@ -93,9 +93,20 @@ async def test_send_through_kafka_and_http_and_tail_follows_filtered(
             assert [orjson.loads(line)["notification_id"] for line in
                     one_out.until(lambda ls: len(ls) >= 1, timeout=30, what="n-http's status")] == ["n-http"]
 
-            for process in tails:
+            # The DLQ names the notification inside the original value it keeps.
+            await kafka.publish("pushstream.notifications", [{"id": "n-empty", "app_id": "demo",
+                                                              "target": {"user_ids": ["u-1"]}}])
+            dlq, dlq_out, _ = start_tail(deployment, "dlq", "--notification", "n-empty", "--from-beginning")
+            tails.append(dlq)
+            letter = orjson.loads(dlq_out.until(lambda ls: len(ls) >= 1, timeout=60, what="the dead letter")[0])
+            assert letter["reason"] == "empty_notification"
+            assert orjson.loads(letter["value"])["id"] == "n-empty"
+
+            # Ctrl-C and SIGTERM both end a tail cleanly.
+            follower.send_signal(signal.SIGINT)
+            for process in tails[1:]:
                 process.send_signal(signal.SIGTERM)
-            assert [process.wait(timeout=30) for process in tails] == [0, 0]
+            assert [process.wait(timeout=30) for process in tails] == [0, 0, 0]
             # Nothing else was printed: one line on stderr, and the filtered tail saw n-http's record only.
             assert err.until(lambda lines: True, timeout=1, what="stderr") == [
                 f"pushstream tail: following {deployment.topic('pushstream.status')} from the end (Ctrl-C stops)"]
