@@ -315,7 +315,6 @@ class Progress:
 
 __all__ = [
     "BrokerUnreachable",
-    "KafkaError",
     "KafkaSession",
     "Progress",
     "Span",
@@ -328,4 +327,5 @@ __all__ = [
     "publish",
     "read_range",
     "started",
+    "unreachable",
 ]

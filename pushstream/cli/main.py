@@ -14,14 +14,11 @@ from aiokafka.errors import KafkaConnectionError
 
 from pushstream.cli import replay, send, tail
 from pushstream.config import ConfigError, load_settings
-from pushstream.kafkatools import BrokerUnreachable
-from pushstream.topology import apply_topics, load_layout, topics_file_path
+from pushstream.kafkatools import BrokerUnreachable, check_broker, unreachable
+from pushstream.topology import apply_topics, kafka_bootstrap, load_layout, topics_file_path
 
 
 def _topics_apply(args: argparse.Namespace) -> int:
-    from pushstream.kafkatools import unreachable
-    from pushstream.topology import kafka_bootstrap
-
     settings = load_settings(args.config)
     path = topics_file_path(settings)
     layout = load_layout(path)
@@ -87,9 +84,7 @@ def _worker(args: argparse.Namespace, extra: list[str]) -> int:
 
 def _preflight(config: str | None) -> None:
     """A bad config or an unreachable broker is one line and exit 2 here, not a traceback in a child process."""
-    from pushstream.kafkatools import check_broker
     from pushstream.runtime import load_runtime
-    from pushstream.topology import kafka_bootstrap
 
     rt = load_runtime(config)
     asyncio.run(check_broker(kafka_bootstrap(rt.settings.kafka.broker)))
