@@ -44,6 +44,7 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from pushstream import kafkatools
 from pushstream.cli.demo import say
 from pushstream.config import Settings, load_settings
 from pushstream.models.status import FINAL_STATUSES
@@ -951,18 +952,10 @@ def code_version() -> dict[str, Any]:
 
 
 async def delete_topics(settings: Settings, layout: TopicLayout) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap(settings.kafka.broker), client_id="pushstream-bench")
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        prefix = settings.kafka.topic_prefix
-        # Faust's own topics (leader election, repartitions) carry the app id too.
-        ours = [t for t in existing if t.startswith(prefix)]
-        wanted = {settings.topic(name) for name in layout.topics}
-        if ours or wanted & existing:
-            await admin.delete_topics(sorted(set(ours) | (wanted & existing)))
-    finally:
-        await admin.close()
+    """Every topic of the run: all carry its (never empty) prefix, Faust's own (leader election, repartitions)
+    too, so the layout's topics are among them."""
+    assert settings.kafka.topic_prefix, "a benchmark run always has its own topic prefix"
+    await kafkatools.delete_topics_with_prefix(kafka_bootstrap(settings.kafka.broker), settings.kafka.topic_prefix)
 
 
 def summary(results: dict[str, Any]) -> str:

@@ -1,11 +1,15 @@
 """`make demo`: local Kafka (already started by scripts/demo), the fake providers, a worker, sample traffic,
-and a report of what happened. Everything runs on loopback; each run uses fresh topics."""
+and a report of what happened. Everything runs on loopback; each run uses fresh topics, deleted at the end
+unless --keep."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import random
+import shutil
 import sys
 import time
 from collections import Counter
@@ -15,9 +19,10 @@ from typing import Any
 import httpx
 import orjson
 import yaml
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from pushstream import kafkatools
 from pushstream.config import load_settings
+from pushstream.kafkatools import BrokerUnreachable
 from pushstream.testing.fakes import webpush_subscription
 from pushstream.testing.fakes.control import FakesProcess
 from pushstream.testing.stack import WorkerProcess, dev_app_config, free_port, wait_until
@@ -53,33 +58,24 @@ def device_events(users: int, setup: dict[str, Any]) -> list[dict[str, Any]]:
 
 async def publish(bootstrap: str, topic: str, values: list[dict[str, Any]]) -> None:
     """Like any external producer: JSON values, random partitions."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=10)
-    await producer.start()
-    try:
-        partitions = sorted(await producer.partitions_for(topic))
-        futures = [await producer.send(topic, orjson.dumps(v), partition=random.choice(partitions)) for v in values]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
+    await kafkatools.publish(bootstrap, topic, [(None, orjson.dumps(v)) for v in values], partitioner=random.choice)
 
 
 async def read_statuses(bootstrap: str, topic: str, notification_id: str, expected: int,
                         timeout: float = 60) -> list[dict[str, Any]]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
-    await consumer.start()
     final: dict[str, dict[str, Any]] = {}
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=300)).values():
-                for record in records:
-                    status = orjson.loads(record.value)
-                    if status["notification_id"] == notification_id and status["status"] != "retrying":
-                        final[status["device_id"]] = status
-            if len(final) >= expected:
-                break
-    finally:
-        await consumer.stop()
+
+    async def consume() -> None:
+        async with contextlib.aclosing(kafkatools.follow(bootstrap, topic, from_beginning=True)) as records:
+            async for record in records:
+                status = orjson.loads(record.value)
+                if status["notification_id"] == notification_id and status["status"] != "retrying":
+                    final[status["device_id"]] = status
+                    if len(final) >= expected:
+                        return
+
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(consume(), timeout)
     return list(final.values())
 
 
@@ -96,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pushstream demo")
     parser.add_argument("--users", type=int, default=100, help="users, each with an iPhone, a Pixel and a browser")
     parser.add_argument("--workdir", type=Path, default=ROOT / "demo-run")
-    parser.add_argument("--keep", action="store_true", help="leave the worker and fakes running at the end")
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the worker, the fakes and the run's topics in place at the end")
+    parser.add_argument("--broker", default=f"127.0.0.1:{os.environ.get('PUSHSTREAM_KAFKA_PORT', '9092')}",
+                        help="host:port of the Kafka broker (default 127.0.0.1:$PUSHSTREAM_KAFKA_PORT or 9092)")
     args = parser.parse_args(argv)
     workdir: Path = args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
@@ -108,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     prefix = f"demo{int(time.time())}."
     web_port = free_port(6066)
     config = {
-        "kafka": {"broker": "kafka://127.0.0.1:9092", "topic_prefix": prefix, "topics_file": str(ROOT / "topics.yaml")},
+        "kafka": {"broker": f"kafka://{args.broker}", "topic_prefix": prefix, "topics_file": str(ROOT / "topics.yaml")},
         "web": {"port": web_port},
         "apps": {"demo": dev_app_config(setup, [API_KEY])},
     }
@@ -175,18 +174,45 @@ def main(argv: list[str] | None = None) -> int:
         say(f"  curl -H 'Authorization: Bearer {API_KEY}' {worker.url}/v1/apps/demo/users/user-000/devices")
         say(f"  curl -H 'Authorization: Bearer {API_KEY}' {worker.url}/v1/apps/demo/users/user-001/preferences")
         say(f"  curl {worker.url}/metrics | grep pushstream_")
-        say(f"  kcat -C -b 127.0.0.1:9092 -t {settings.topic('pushstream.status')} -e     (or any Kafka consumer)")
+        say(f"  PUSHSTREAM_CONFIG={config_path} pushstream tail status --from-beginning --notification order-shipped-2")
+        say(f"  kcat -C -b {args.broker} -X isolation.level=read_committed -t {settings.topic('pushstream.status')} -e")
         say(f"  config: {config_path}   worker log: {worker.log_path}   fakes log: {fakes.log_file}")
         if args.keep:
-            say(f"  the worker (pid {worker.process.pid if worker.process else '?'}) and fakes keep running")
+            say(f"  the worker (pid {worker.process.pid if worker.process else '?'}), the fakes and the topics "
+                f"{prefix}* stay")
         else:
-            say("  (the worker and fakes stop now; `make demo ARGS=--keep KEEP_KAFKA=1` leaves them running)")
+            say("  (the worker and fakes stop and the run's topics are deleted now; `make demo ARGS=--keep "
+                "KEEP_KAFKA=1` leaves everything in place)")
         return 0
     finally:
         if not args.keep:
             worker.stop()
             fakes.stop()
+            clean_up(bootstrap, prefix, workdir / f"data-{prefix}")
+
+
+def clean_up(bootstrap: str, prefix: str, datadir: Path) -> None:
+    """Delete the run's topics (all carry its prefix, Faust's own too) and the worker's RocksDB data."""
+    try:
+        deleted = asyncio.run(kafkatools.delete_topics_with_prefix(bootstrap, prefix))
+    except BrokerUnreachable as exc:
+        say(f"==> could not delete the topics {prefix}*: {exc}")
+    else:
+        say(f"==> deleted the run's {len(deleted)} topics ({prefix}*)")
+    shutil.rmtree(datadir, ignore_errors=True)
+
+
+def entry() -> int:
+    from aiokafka.errors import KafkaConnectionError
+
+    try:
+        return main()
+    except BrokerUnreachable as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+    except KafkaConnectionError as exc:
+        print(f"demo: cannot reach the Kafka broker ({exc})", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

@@ -1,24 +1,31 @@
-"""`pushstream`: worker, topics apply, fakes, notifications show (contract §5), bench."""
+"""`pushstream`: worker, topics apply, fakes, replay, tail, send, notifications show (contract §5), bench."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pushstream.cli import notifications
+from aiokafka.errors import KafkaConnectionError
+
+from pushstream.cli import notifications, replay, send, tail
 from pushstream.config import ConfigError, load_settings
-from pushstream.topology import apply_topics, load_layout, topics_file_path
+from pushstream.kafkatools import BrokerUnreachable, check_broker, unreachable
+from pushstream.topology import apply_topics, kafka_bootstrap, load_layout, topics_file_path
 
 
 def _topics_apply(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     path = topics_file_path(settings)
     layout = load_layout(path)
-    created, drift = asyncio.run(apply_topics(settings, layout, dry_run=args.dry_run))
+    try:
+        created, drift = asyncio.run(apply_topics(settings, layout, dry_run=args.dry_run))
+    except KafkaConnectionError:
+        raise unreachable(kafka_bootstrap(settings.kafka.broker)) from None
     verb = "would create" if args.dry_run else "created"
     for name in created:
         print(f"{verb} {name}")
@@ -66,6 +73,7 @@ def _worker(args: argparse.Namespace, extra: list[str]) -> int:
         os.environ["PUSHSTREAM_CONFIG"] = args.config
     # Children (the supervisor's, Faust's logging set-up) read the format from the environment.
     os.environ[logs.FORMAT_ENV] = logs.log_format(args.log_format)
+    _preflight(args.config)
     if not args.no_apply:
         code = _topics_apply(argparse.Namespace(config=args.config, dry_run=False))
         if code:
@@ -76,6 +84,23 @@ def _worker(args: argparse.Namespace, extra: list[str]) -> int:
     if args.role == "sender":
         return _sender(args, extra)
     return _machine(args, extra)
+
+
+def _preflight(config: str | None) -> None:
+    """A bad config or an unreachable broker is one line and exit 2 here, not a traceback in a child process."""
+    from pushstream.runtime import load_runtime
+
+    rt = load_runtime(config)
+    asyncio.run(check_broker(kafka_bootstrap(rt.settings.kafka.broker)))
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"pushstream {version('pushstream')}"
+    except PackageNotFoundError:
+        return "pushstream (not installed)"
 
 
 def _router(extra: list[str]) -> int:
@@ -159,6 +184,7 @@ def _bench(extra: list[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pushstream", description="Kafka-native push-notification pipeline")
     parser.add_argument("--config", help="path of pushstream.yaml (default: $PUSHSTREAM_CONFIG or ./pushstream.yaml)")
+    parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", required=True)
     worker = commands.add_parser(
         "worker", help="run this machine's processes: the router and a sender per lane, supervised (or one --role); "
@@ -177,8 +203,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("fakes", help="run fake APNs, FCM and Web Push servers (see --help)", add_help=False)
     commands.add_parser("bench", help="end-to-end benchmark on local Kafka and the fakes (see --help)", add_help=False)
     notifications.add_parser(commands)
+    replay.add_parser(commands)
+    tail.add_parser(commands)
+    send.add_parser(commands)
 
     args, extra = parser.parse_known_args(argv)
+    # aiokafka logs each failed connection attempt; with no logging configured Python prints them on stderr
+    # before our one-line error. Workers configure logging and still see them.
+    logging.getLogger("aiokafka").addHandler(logging.NullHandler())
     try:
         if args.command == "worker":
             return _worker(args, extra)
@@ -188,12 +220,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _bench(extra)
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        if args.command == "notifications":
-            return notifications.show(args)
+        if args.command in COMMANDS:
+            return COMMANDS[args.command](args)
         return _topics_apply(args)
-    except ConfigError as exc:
-        print(f"pushstream: {exc}", file=sys.stderr)
+    except (ConfigError, BrokerUnreachable) as exc:
+        print(f"pushstream: {one_line(str(exc))}", file=sys.stderr)
         return 2
+    except KafkaConnectionError as exc:
+        # A client outside pushstream.kafkatools (e.g. topics apply's admin client) failed to bootstrap.
+        print(f"pushstream: cannot reach the Kafka broker ({exc}): is it running, and is kafka.broker in the "
+              "config right?", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+COMMANDS = {"replay": replay.run, "tail": tail.run, "send": send.run, "notifications": notifications.show}
+
+
+def one_line(text: str) -> str:
+    """A multi-line message (a YAML parser's, with its caret under the column) as one line."""
+    return " ".join(line.strip() for line in text.splitlines() if line.strip() and line.strip() != "^")
 
 
 if __name__ == "__main__":

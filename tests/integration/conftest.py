@@ -55,19 +55,7 @@ def delete_test_topics() -> Iterator[None]:
     yield
     import asyncio
 
-    from aiokafka.admin import AIOKafkaAdminClient
-
+    from pushstream.kafkatools import delete_topics_with_prefix
     from tests.integration.harness import BROKER, CREATED_PREFIXES
 
-    async def delete() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=BROKER)
-        await admin.start()
-        try:
-            prefixes = tuple(CREATED_PREFIXES)
-            ours = [t for t in await admin.list_topics() if prefixes and t.startswith(prefixes)]
-            for start in range(0, len(ours), 100):
-                await admin.delete_topics(ours[start:start + 100])
-        finally:
-            await admin.close()
-
-    asyncio.run(delete())
+    asyncio.run(delete_topics_with_prefix(BROKER, CREATED_PREFIXES))

@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 import orjson
 import yaml
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
+from pushstream.kafkatools import KafkaSession
 from pushstream.testing.fakes import webpush_subscription
 from pushstream.testing.fakes.control import FakesClient, FakesProcess
 from pushstream.testing.stack import WorkerProcess, dev_app_config, free_port, wait_until
@@ -147,18 +147,10 @@ class Kafka:
     async def lag(self, topics: list[str], group: str | None = None) -> int:
         """Records the workers' consumer group (default the router's) has not committed yet on these topics."""
         names = [self.deployment.topic(t) for t in topics]
-        admin = AIOKafkaAdminClient(bootstrap_servers=BROKER)
-        consumer = AIOKafkaConsumer(bootstrap_servers=BROKER, group_id=None)
-        await admin.start()
-        await consumer.start()
-        try:
-            committed = await admin.list_consumer_group_offsets(group or f"{self.deployment.prefix}pushstream")
-            partitions = [TopicPartition(n, p) for n in names for p in consumer.partitions_for_topic(n) or ()]
-            ends = await consumer.end_offsets(partitions)
-            return sum(end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items())
-        finally:
-            await consumer.stop()
-            await admin.close()
+        # read_uncommitted: records of a transaction still open count as not processed yet.
+        async with KafkaSession(BROKER, isolation_level="read_uncommitted") as session:
+            lag = await session.group_lag(group or f"{self.deployment.prefix}pushstream", names)
+        return sum(lag.values())
 
     async def wait_drained(self, topics: list[str], timeout: float = 60, group: str | None = None) -> None:
         """Poll until every record on ``topics`` is processed and committed by the workers."""
