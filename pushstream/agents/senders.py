@@ -204,6 +204,7 @@ class SenderService:
         self.sent_topic = settings.topic("pushstream.sent")
         self.sent_partitions = layout.partitions("pushstream.sent")
         self.status_topic = settings.topic("pushstream.status")
+        self.status_partitions = layout.partitions("pushstream.status")
         self.dlq_topic = settings.topic("pushstream.dlq")
         self.user_events_topic = settings.topic("pushstream.user-events")
         pipeline = settings.pipeline
@@ -450,9 +451,15 @@ class SenderService:
     def _add_outcome(self, records: list[Record], tp: TopicPartition, message: ConsumerRecord[bytes, bytes],
                      batch: DeliveryBatch, outcome: Settlement) -> None:
         dumps = orjson.dumps
-        status_topic = self.status_topic
+        status_topic, partitions = self.status_topic, self.status_partitions
+        placed: dict[str, tuple[bytes, int]] = {}  # user → key and partition: a user's devices share them
         for status in outcome.statuses:
-            records.append((status_topic, status["user_id"].encode(), dumps(status), None))
+            user_id = status["user_id"]
+            where = placed.get(user_id)
+            if where is None:
+                # Kafka's default partitioner, computed here so the records can be appended to batches.
+                where = placed[user_id] = (user_id.encode(), partition_for(user_id, partitions))
+            records.append((status_topic, where[0], dumps(status), where[1]))
         if outcome.retry is not None:
             retry_name = self.settings.topic(retry_topic(batch.platform, self.lane))
             partition = partition_for(f"{batch.app_id}/{batch.notification_id}",
@@ -483,9 +490,7 @@ class SenderService:
         for attempt in range(1, 6):
             try:
                 async with producer.transaction():
-                    send = producer.send
-                    for topic, key, value, partition in records:
-                        await send(topic, value, key=key, partition=partition)
+                    await self._send_all(producer, records)
                     await producer.send_offsets_to_transaction(offsets, self.group)
                 return
             except Exception as exc:
@@ -493,6 +498,26 @@ class SenderService:
                     raise
                 log.warning("sender %s: transaction failed (%s), attempt %d", self.lane, exc, attempt)
                 await asyncio.sleep(0.2 * attempt)
+
+    @staticmethod
+    async def _send_all(producer: AIOKafkaProducer, records: list[Record]) -> None:
+        """Append the records to one batch per partition (a few µs each, where `send` costs a future and a
+        partitioner call per record); records without a partition (dead letters, rare) go one by one."""
+        builders: dict[tuple[str, int], Any] = {}
+        for topic, key, value, partition in records:
+            if partition is None:
+                await producer.send(topic, value, key=key)
+                continue
+            builder = builders.get((topic, partition))
+            if builder is None:
+                builder = builders[(topic, partition)] = producer.create_batch()
+            if builder.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
+                await producer.send_batch(builder, topic, partition=partition)
+                builder = builders[(topic, partition)] = producer.create_batch()
+                if builder.append(key=key, value=value, timestamp=None) is None:
+                    raise ValueError(f"a record of {len(value)} bytes does not fit in a batch for {topic}")
+        for (topic, partition), builder in builders.items():
+            await producer.send_batch(builder, topic, partition=partition)
 
 
 def sender_services(settings: Settings, layout: TopicLayout, lanes: Iterable[str] = LANES,
