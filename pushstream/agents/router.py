@@ -125,7 +125,8 @@ def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox: Outb
                 DeliveryBatch(notification_id=nid, app_id=app_id, platform=platform, channel=channel,
                               priority=n["priority"], items=items[start:start + chunk],
                               expires_at=None if n.get("ttl") is None else n["received_at"] + n["ttl"],
-                              collapse_key=n.get("collapse_key"), batch_id=f"{prefix}/{platform}/{start // chunk}"),
+                              collapse_key=n.get("collapse_key"), batch_id=f"{prefix}/{platform}/{start // chunk}",
+                              ttl=n.get("ttl")),
                 key=f"{app_id}/{nid}",
                 partition=partition % (to.partitions or 1),
             )

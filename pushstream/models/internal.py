@@ -67,3 +67,6 @@ class DeliveryBatch(faust.Record, include_metadata=False):
     # Deterministic identity (origin, partition, routing step, platform, chunk; retries add the attempt): the
     # same batch routed again after a crash has the same id, and a sender never sends an id it settled.
     batch_id: Optional[str] = None
+    # The request's TTL in seconds. 0 is "now or never" (contract v2): sent once with a zero lifetime at the
+    # provider however late it is, never retried later (``rules.delivery.dispose``).
+    ttl: Optional[int] = None

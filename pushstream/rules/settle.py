@@ -60,7 +60,8 @@ def settle(batch: DeliveryBatch, verdicts: Sequence[Verdict | None], *, now: flo
             disposition = NOT_CONFIGURED
         else:
             disposition = dispose(verdict, attempt=batch.attempt, max_attempts=policy.max_attempts, now=now,
-                                  base=policy.base, cap=policy.cap, expires_at=batch.expires_at, rng=rng)
+                                  base=policy.base, cap=policy.cap, expires_at=batch.expires_at, rng=rng,
+                                  now_or_never=batch.ttl == 0)
         status, reason = disposition.status, disposition.reason
         out.tally[(platform, status, reason or "")] += 1
         out.statuses.append({
