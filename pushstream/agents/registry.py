@@ -6,6 +6,7 @@ changelog partition. Within a batch, each user's maps are read once and written 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from faust.types import EventT, StreamT, TableT
@@ -39,6 +40,36 @@ class BatchView:
                 self.table.pop(table_key(key), None)
             else:
                 self.table[table_key(key)] = value
+
+
+class MergingView(BatchView):
+    """A BatchView for a table two coroutines write across an await (the router lanes' ``user_state``).
+
+    ``write`` stores ``merge(value in the table now, value this view first read, value set)`` for each changed
+    key, reading and writing with no await in between: a write made by the other coroutine after this view's
+    read is merged into, never overwritten.
+    """
+
+    def __init__(self, table: TableT, merge: Callable[[Any, Any, Any], Any]) -> None:
+        super().__init__(table)
+        self.merge = merge
+        self.read: dict[str, Any] = {}
+
+    def get(self, key: str) -> Any:
+        if key in self.changed:
+            return self.changed[key]
+        value = self.table.get(table_key(key))
+        self.read.setdefault(key, value)
+        return value
+
+    def write(self) -> None:
+        for key, value in self.changed.items():
+            raw = table_key(key)
+            merged = self.merge(self.table.get(raw), self.read.get(key), value)
+            if merged is None:
+                self.table.pop(raw, None)
+            else:
+                self.table[raw] = merged
 
 
 def apply_user_events(events: list[dict[str, Any]], device_view: BatchView,

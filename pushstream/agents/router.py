@@ -16,7 +16,7 @@ from faust.types import EventT, StreamT, TableT
 
 from pushstream import metrics
 from pushstream.agents.io import Context, Outbox
-from pushstream.agents.registry import BatchView
+from pushstream.agents.registry import BatchView, MergingView
 from pushstream.agents.scheduler import add_command
 from pushstream.models import DeliveryBatch, IntentBatch, ScheduleCommands, StatusEvent, decode
 from pushstream.models.base import iso
@@ -28,6 +28,7 @@ from pushstream.providers.webpush.payload import MAX_PLAINTEXT_BYTES as WEBPUSH_
 from pushstream.rules.fanout import fan_out_user
 from pushstream.rules.keys import user_key
 from pushstream.rules.localization import localize, render_key
+from pushstream.rules.preferences import merge_memory
 from pushstream.tables import partition_items, table_key
 
 log = logging.getLogger(__name__)
@@ -185,7 +186,8 @@ async def route_event(ctx: Context, event: EventT) -> None:
         step = list(itertools.islice(source, USERS_PER_STEP))
         if not step:
             break
-        states, outbox = BatchView(tables.user_state), ctx.outbox()
+        # Merged on write: the other lane may write the same users while this step awaits its flush.
+        states, outbox = MergingView(tables.user_state, merge_memory), ctx.outbox()
         route_intent(ctx, intent, partition, outbox, states, dt.datetime.now(dt.UTC), users=step, render=render,
                      batch_prefix=f"{origin}/{partition}/{step_no}")
         await outbox.flush()

@@ -1,0 +1,155 @@
+"""The two router lanes share each partition's ``user_state``: neither may lose the other's memory.
+
+A lane reads a user's memory, routes, awaits the flush of its outbox, and only then writes the memory back.
+The other lane may write the same user's memory during that await. ``route_event`` is driven here with two
+interleaved coroutines against dict-backed tables: the transactional lane is held in its flush while the
+bulk lane routes and writes the same user completely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from factories import device, notification, settings
+
+from pushstream.agents.registry import MergingView
+from pushstream.agents.router import route_event
+from pushstream.models import IntentBatch, encode
+from pushstream.models.vocabulary import LANES, PLATFORMS
+from pushstream.rules.keys import user_key
+from pushstream.rules.preferences import merge_memory, record_sent
+from pushstream.tables import table_key
+
+TODAY = dt.datetime.now(dt.UTC).date().isoformat()
+USER = user_key("demo", "u-1")
+
+
+class FakeTopic:
+    def __init__(self, name: str) -> None:
+        self.name, self.partitions = name, 1
+
+    def get_topic_name(self) -> str:
+        return self.name
+
+
+class GatedOutbox:
+    """An outbox whose flush waits for ``gate`` (when given): the await between the read and the write."""
+
+    def __init__(self, gate: asyncio.Event | None, flushed: list[str], lane: str) -> None:
+        self.gate, self.flushed, self.lane, self.records = gate, flushed, lane, 0
+
+    def add(self, to: Any, value: Any, *, key: Any = None, partition: Any = None) -> None:
+        self.records += 1
+
+    async def flush(self, *, wait: bool = True) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
+        self.flushed.append(self.lane)
+
+
+def context(outboxes: list[GatedOutbox]) -> Any:
+    tp = ("intents", 0)  # a TP: hashable
+    app = SimpleNamespace(rebalancing=False, assignor=SimpleNamespace(assigned_actives=lambda: {tp}))
+    tables = SimpleNamespace(devices={table_key(USER): {"d-1": device()}}, preferences={}, user_state={},
+                             cursors={})
+    topics = SimpleNamespace(status_out=FakeTopic("status"), schedule=FakeTopic("schedule"),
+                             deliveries={(p, lane): FakeTopic(f"deliveries.{p}.{lane}")
+                                         for p in PLATFORMS for lane in LANES})
+    ctx = SimpleNamespace(app=app, rt=SimpleNamespace(settings=settings()), topics=topics, tables=tables,
+                          outbox=lambda: outboxes.pop(0))
+    return ctx, tp
+
+
+def event(tp: Any, offset: int, **n: Any) -> Any:
+    now = dt.datetime.now(dt.UTC).timestamp()
+    intent = IntentBatch(notification=notification(received_at=now, **n), user_ids=["u-1"],
+                         origin=f"notifications:0:{offset}")
+    return SimpleNamespace(value=encode(intent), message=SimpleNamespace(tp=tp, topic="intents", partition=0,
+                                                                         offset=offset))
+
+
+@pytest.mark.asyncio
+async def test_a_lane_waiting_in_its_flush_does_not_overwrite_the_other_lanes_memory() -> None:
+    gate, flushed = asyncio.Event(), []
+    outboxes = [GatedOutbox(gate, flushed, "transactional"), GatedOutbox(None, flushed, "bulk")]
+    ctx, tp = context(outboxes)
+    transactional = asyncio.create_task(route_event(ctx, event(tp, 1, id="n-tx", channel="transactional")))
+    await asyncio.sleep(0)  # the transactional lane has read u-1's memory and waits in its flush
+    assert flushed == []
+    await route_event(ctx, event(tp, 2, id="n-bulk", channel="marketing", target={"user_ids": ["u-1"]}))
+    assert flushed == ["bulk"]
+    gate.set()
+    await transactional
+    memory = ctx.tables.user_state[table_key(USER)]
+    assert set(memory["sent"]) == {"n-tx", "n-bulk"}
+    assert memory["counts"][TODAY] == {"transactional": 1, "marketing": 1}
+    assert set(memory["origins"]) == {"n-tx", "n-bulk"}
+
+
+# merge_memory: the pure three-way merge behind it -------------------------------------------------------------
+T0 = 1_000_000.0
+BASES: list[dict[str, Any] | None] = [
+    None,
+    {"sent": {}, "counts": {}, "origins": {}},
+    record_sent(None, "n-old", "marketing", "2026-11-21", T0 - 100, "o:old"),
+    record_sent(record_sent(None, "n-a", "marketing", "2026-11-22", T0 - 50, "o:a"), "n-b", None, None, T0 - 40),
+]
+WRITES = [
+    ("n-1", "transactional", "2026-11-22", T0, "o:1"),
+    ("n-2", "marketing", "2026-11-22", T0 + 1, "o:2"),
+    ("n-3", None, None, T0 + 2, None),  # every device suppressed: remembered, not counted
+    ("n-4", "marketing", "2026-11-23", T0 + 3, "o:4"),  # the next day
+]
+
+
+@pytest.mark.parametrize("base", BASES)
+@pytest.mark.parametrize("mine", WRITES)
+@pytest.mark.parametrize("theirs", WRITES)
+def test_merge_keeps_both_writes_as_if_they_had_run_one_after_the_other(
+    base: dict[str, Any] | None, mine: tuple[Any, ...], theirs: tuple[Any, ...]
+) -> None:
+    if mine[0] == theirs[0]:
+        return  # the two lanes never route the same notification id
+    current = record_sent(base, *theirs)  # the other lane wrote during my await
+    new = record_sent(base, *mine)  # what I computed from the memory I read
+    assert merge_memory(current, base, new) == record_sent(current, *mine)
+
+
+@pytest.mark.parametrize("base", BASES)
+@pytest.mark.parametrize("mine", WRITES)
+def test_merge_without_a_concurrent_write_is_the_new_value(base: dict[str, Any] | None,
+                                                           mine: tuple[Any, ...]) -> None:
+    new = record_sent(base, *mine)
+    assert merge_memory(base, base, new) == new
+
+
+def test_merge_drops_what_the_new_value_aged_out() -> None:
+    week = 7 * 24 * 3600
+    base = record_sent(None, "n-old", "marketing", "2026-11-01", T0 - week - 1, "o:old")
+    current = record_sent(base, "n-x", "marketing", "2026-11-22", T0 - week + 10, "o:x")
+    new = record_sent(base, "n-1", "transactional", "2026-11-22", T0, "o:1")
+    merged = merge_memory(current, base, new)
+    assert set(merged["sent"]) == {"n-x", "n-1"} and set(merged["origins"]) == {"n-x", "n-1"}
+
+
+def test_merging_view_writes_the_merge_of_the_table_the_read_and_the_set_values() -> None:
+    calls = []
+
+    def merge(current: Any, read: Any, new: Any) -> Any:
+        calls.append((current, read, new))
+        return new
+
+    table: dict[bytes, Any] = {b"demo/u-1": "read"}
+    view = MergingView(table, merge)
+    assert view.get("demo/u-1") == "read"
+    view.set("demo/u-1", "mine")
+    assert view.get("demo/u-1") == "mine"
+    table[b"demo/u-1"] = "theirs"
+    view.set("demo/u-2", "fresh")
+    view.write()
+    assert calls == [("theirs", "read", "mine"), (None, None, "fresh")]
+    assert table == {b"demo/u-1": "mine", b"demo/u-2": "fresh"}
