@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from pushstream.testing.fakes.credentials import b64url
+from pushstream.testing.fakes.credentials import b64url, generate_dev_setup
 from tests.integration.harness import DEMO_KEY, OTHER_KEY, Deployment, Kafka, Worker, make_deployment, wait_for
 
 APNS_TOKEN = "a0" * 32
@@ -33,19 +33,18 @@ def device_events(users: list[str]) -> list[dict[str, Any]]:
 
 
 def configured_apps(root: Any) -> dict[str, Any]:
-    """Provider sections only need their files to exist for routing; nothing is sent in this test."""
-    keys = root / "keys"
-    keys.mkdir(parents=True, exist_ok=True)
-    for name in ("apns.p8", "sa.json", "vapid.pem"):
-        (keys / name).write_text("placeholder")
+    """Real keys (the worker parses every key file at start-up); the provider endpoints point at a closed
+    local port, so nothing leaves the machine: these tests stop at the delivery topics."""
+    setup = generate_dev_setup(root / "keys", apns_port=9, fcm_port=9, webpush_port=9)
     return {
         "demo": {
             "api_keys": [DEMO_KEY],
-            "apns": {"key_file": str(keys / "apns.p8"), "key_id": "KEY1234567", "team_id": "TEAM123456",
-                     "topic": "com.example.app"},
-            "fcm": {"credentials_file": str(keys / "sa.json"), "project_id": "demo-project"},
-            "webpush": {"vapid_private_key_file": str(keys / "vapid.pem"), "vapid_subject": "mailto:ops@example.com",
-                        "allowed_endpoint_hosts": ["push.example.org"]},
+            "apns": {"key_file": str(setup.apns_key_file), "key_id": "KEY1234567", "team_id": "TEAM123456",
+                     "topic": "com.example.app", "endpoint": "https://127.0.0.1:9"},
+            "fcm": {"credentials_file": str(setup.fcm_service_account_file), "project_id": "demo-project",
+                    "endpoint": "http://127.0.0.1:9"},
+            "webpush": {"vapid_private_key_file": str(setup.vapid_private_key_file),
+                        "vapid_subject": "mailto:ops@example.com", "allowed_endpoint_hosts": ["push.example.org"]},
         },
         "other": {"api_keys": [OTHER_KEY]},
     }
