@@ -20,6 +20,7 @@ from pushstream.agents.registry import BatchView, MergingView
 from pushstream.agents.scheduler import add_command
 from pushstream.models import DeliveryBatch, IntentBatch, ScheduleCommands, StatusEvent, decode
 from pushstream.models.base import iso
+from pushstream.models.dlq import undeliverable
 from pushstream.models.notifications import lane_of
 from pushstream.providers import build_payload
 from pushstream.providers.apns.payload import MAX_PAYLOAD_BYTES as APNS_MAX
@@ -70,8 +71,10 @@ def targeted_users(devices: TableT, intent: IntentBatch, partition: int, after: 
 
 def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox: Outbox, states: BatchView, now: dt.datetime,
                  users: Iterable[tuple[str, dict[str, Any] | None]] | None = None,
-                 render: PayloadCache | None = None, batch_prefix: str | None = None) -> None:
-    """Route ``users`` (default: all the intent targets on this partition) into the outbox and states."""
+                 render: PayloadCache | None = None, batch_prefix: str | None = None,
+                 source: tuple[str, int | None, int | None] | None = None) -> None:
+    """Route ``users`` (default: all the intent targets on this partition) into the outbox and states.
+    ``source`` (topic, partition, offset of the intent) goes into the dead letters of undeliverable devices."""
     n = intent.notification
     settings, topics, preferences = ctx.rt.settings, ctx.topics, ctx.tables.preferences
     app_id, nid, channel = n["app_id"], n["id"], n["channel"]
@@ -105,6 +108,12 @@ def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox: Outb
             outbox.add(topics.status_out, StatusEvent(notification_id=nid, app_id=app_id, user_id=user_id,
                                                device_id=device_id, platform=platform, status=status,
                                                reason=reason, at=at), key=user_id)
+            if status == "dead_lettered":
+                where = source or (topics.intents[lane].get_topic_name(), partition, None)
+                outbox.add(topics.dlq, undeliverable(reason or "undeliverable", topic=where[0], partition=where[1],
+                                                     offset=where[2], notification=n, user_id=user_id,
+                                                     device_id=device_id, device=user_devices.get(device_id, {}),
+                                                     origin=intent.origin), key=user_id)
         if result.state is not None:
             states.set(key, result.state)
         if result.deferred_until is not None:
@@ -189,7 +198,7 @@ async def route_event(ctx: Context, event: EventT) -> None:
         # Merged on write: the other lane may write the same users while this step awaits its flush.
         states, outbox = MergingView(tables.user_state, merge_memory), ctx.outbox()
         route_intent(ctx, intent, partition, outbox, states, dt.datetime.now(dt.UTC), users=step, render=render,
-                     batch_prefix=f"{origin}/{partition}/{step_no}")
+                     batch_prefix=f"{origin}/{partition}/{step_no}", source=(message.topic, partition, message.offset))
         await outbox.flush()
         if not owns(app, event):
             log.info("router: rebalance after step %d of %s on partition %d", step_no, origin, partition)

@@ -10,66 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from factories import device, notification, settings
+from router_fakes import USER, GatedOutbox, context, event
 
 from pushstream.agents.registry import MergingView
 from pushstream.agents.router import route_event
-from pushstream.models import IntentBatch, encode
-from pushstream.models.vocabulary import LANES, PLATFORMS
-from pushstream.rules.keys import user_key
 from pushstream.rules.preferences import merge_memory, record_sent
 from pushstream.tables import table_key
 
 TODAY = dt.datetime.now(dt.UTC).date().isoformat()
-USER = user_key("demo", "u-1")
-
-
-class FakeTopic:
-    def __init__(self, name: str) -> None:
-        self.name, self.partitions = name, 1
-
-    def get_topic_name(self) -> str:
-        return self.name
-
-
-class GatedOutbox:
-    """An outbox whose flush waits for ``gate`` (when given): the await between the read and the write."""
-
-    def __init__(self, gate: asyncio.Event | None, flushed: list[str], lane: str) -> None:
-        self.gate, self.flushed, self.lane, self.records = gate, flushed, lane, 0
-
-    def add(self, to: Any, value: Any, *, key: Any = None, partition: Any = None) -> None:
-        self.records += 1
-
-    async def flush(self, *, wait: bool = True) -> None:
-        if self.gate is not None:
-            await self.gate.wait()
-        self.flushed.append(self.lane)
-
-
-def context(outboxes: list[GatedOutbox]) -> Any:
-    tp = ("intents", 0)  # a TP: hashable
-    app = SimpleNamespace(rebalancing=False, assignor=SimpleNamespace(assigned_actives=lambda: {tp}))
-    tables = SimpleNamespace(devices={table_key(USER): {"d-1": device()}}, preferences={}, user_state={},
-                             cursors={})
-    topics = SimpleNamespace(status_out=FakeTopic("status"), schedule=FakeTopic("schedule"),
-                             deliveries={(p, lane): FakeTopic(f"deliveries.{p}.{lane}")
-                                         for p in PLATFORMS for lane in LANES})
-    ctx = SimpleNamespace(app=app, rt=SimpleNamespace(settings=settings()), topics=topics, tables=tables,
-                          outbox=lambda: outboxes.pop(0))
-    return ctx, tp
-
-
-def event(tp: Any, offset: int, **n: Any) -> Any:
-    now = dt.datetime.now(dt.UTC).timestamp()
-    intent = IntentBatch(notification=notification(received_at=now, **n), user_ids=["u-1"],
-                         origin=f"notifications:0:{offset}")
-    return SimpleNamespace(value=encode(intent), message=SimpleNamespace(tp=tp, topic="intents", partition=0,
-                                                                         offset=offset))
 
 
 @pytest.mark.asyncio

@@ -59,7 +59,8 @@ def test_exhausted_retries_are_dead_lettered_without_the_address() -> None:
     assert out.statuses[0]["reason"] == "retries_exhausted:UNAVAILABLE"
     (key, reason, _detail, record) = out.dead_letters[0]
     assert key == "u-0" and reason == "retries_exhausted:UNAVAILABLE"
-    assert "token" not in record["item"] and record["item"]["payload"] == {"x": 0}
+    assert record["item"]["token"] == f"redacted:{record['token_fingerprint']}"
+    assert record["item"]["payload"] == {"x": 0}
     assert out.retry is None
 
 
