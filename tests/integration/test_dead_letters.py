@@ -35,7 +35,7 @@ def start_worker(tmp_path: Path, workers: list[Worker]) -> tuple[Deployment, Wor
     root = tmp_path / "d"
     root.mkdir()
     deployment = make_deployment(root, apps=configured_apps(root))
-    worker = Worker(deployment, "w1").start()
+    worker = Worker(deployment, "w1", role="router").start()
     workers.append(worker)
     worker.wait_ready()
     return deployment, worker

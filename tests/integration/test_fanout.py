@@ -34,7 +34,7 @@ def device_events(users: list[str]) -> list[dict[str, Any]]:
 
 def configured_apps(root: Any) -> dict[str, Any]:
     """Real keys (the worker parses every key file at start-up); the provider endpoints point at a closed
-    local port, so nothing leaves the machine: these tests stop at the delivery topics."""
+    local port. The tests using it stop at the delivery topics and run router-only workers: no sender sends."""
     setup = generate_dev_setup(root / "keys", apns_port=9, fcm_port=9, webpush_port=9)
     return {
         "demo": {
@@ -54,7 +54,7 @@ async def test_fanout_to_platform_topics_with_two_workers(tmp_path: Any, workers
     root = tmp_path / "d"
     root.mkdir()
     deployment: Deployment = make_deployment(root, apps=configured_apps(root))
-    workers += [Worker(deployment, "w1").start(), Worker(deployment, "w2").start()]
+    workers += [Worker(deployment, "w1", role="router").start(), Worker(deployment, "w2", role="router").start()]
     for worker in workers:
         worker.wait_ready()
     users = [f"u-{i}" for i in range(8)]
@@ -145,7 +145,7 @@ async def test_segment_and_broadcast_scan_every_partition(tmp_path: Any, workers
     root = tmp_path / "d"
     root.mkdir()
     deployment = make_deployment(root, apps=configured_apps(root))
-    workers.append(Worker(deployment, "w1").start())
+    workers.append(Worker(deployment, "w1", role="router").start())
     workers[0].wait_ready()
     users = [f"u-{i}" for i in range(20)]
     events = device_events(users)
