@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from pushstream.config import ConfigError
 from pushstream.credentials import check_credentials
@@ -13,6 +14,7 @@ try:
     _rt = load_runtime()
     check_credentials(_rt.settings)  # a bad key stops the worker here, with one message (no traceback)
 except ConfigError as _exc:
-    raise SystemExit(f"pushstream: {_exc}") from None
+    print(f"pushstream: {_exc}", file=sys.stderr)
+    raise SystemExit(2) from None
 
 app = create_app(_rt, role=os.environ.get("PUSHSTREAM_ROLE", "all"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 import textwrap
@@ -167,16 +168,21 @@ apps:
 """
 
 
-@pytest.mark.parametrize("role", ["sender", "router"])
-def test_the_worker_refuses_to_start_on_a_garbage_p8(tmp_path: Path, role: str) -> None:
+@pytest.mark.parametrize("entry", ["sender", "router", "faust"])
+def test_the_worker_refuses_to_start_on_a_garbage_p8(tmp_path: Path, entry: str) -> None:
     key = tmp_path / "AuthKey_ABC123DEFG.p8"
     key.write_text("-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n")
     config = tmp_path / "pushstream.yaml"
     config.write_text(textwrap.dedent(CONFIG.format(key=key)))
-    # Without --no-apply: the check comes before anything touches Kafka (the broker address is unreachable).
-    done = subprocess.run([sys.executable, "-m", "pushstream.cli.main", "--config", str(config), "worker",
-                           "--role", role, "--web-port", "0"],
-                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    if entry == "faust":  # `faust -A pushstream.app worker`, the all-in-one entry
+        argv = [str(Path(sys.executable).parent / "faust"), "-A", "pushstream.app", "worker"]
+    else:
+        # Without --no-apply: the check comes before anything touches Kafka (the broker is unreachable).
+        argv = [sys.executable, "-m", "pushstream.cli.main", "--config", str(config), "worker", "--role", entry,
+                "--web-port", "0"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PUSHSTREAM_")}
+    env["PUSHSTREAM_CONFIG"] = str(config)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
