@@ -17,6 +17,7 @@ from router_fakes import FakeTopic, GatedOutbox, context, event
 
 from pushstream.agents.ingest import rekey_batch
 from pushstream.agents.io import Context, Outbox
+from pushstream.agents.planner import plan_batch
 from pushstream.agents.router import route_event
 from pushstream.agents.senders import SenderService
 from pushstream.models import DeliveryBatch, UserEvents, encode
@@ -145,6 +146,18 @@ def test_ingest_dead_letters_carry_coordinates_and_no_address() -> None:
     assert [(lt["topic"], lt["partition"], lt["offset"]) for lt in letters] == [("devices", 3, 0), ("devices", 3, 1),
                                                                                 ("devices", 3, 2)]
     assert [lt["reason"] for lt in letters] == ["unknown_platform", "missing_field", "bad_json"]
+
+
+def test_planner_dead_letters_carry_coordinates_and_no_address() -> None:
+    ctx = outbox_ctx()
+    outbox = Outbox(ctx)
+    bad = [orjson.dumps({"id": "n-1", "app_id": "demo", "title": "t", "target": {"user_ids": "u-1"},
+                         "data": {"token": FCM_TOKEN}}),
+           b"{broken " + APNS_TOKEN.encode()]
+    plan_batch(ctx, [message_event(v, 5 + i, "notifications") for i, v in enumerate(bad)], outbox)
+    letters = [letter_of(value) for _topic, _key, value, _p in outbox._pending]
+    assert [(lt["reason"], lt["topic"], lt["partition"], lt["offset"]) for lt in letters] == [
+        ("bad_target", "notifications", 3, 5), ("bad_json", "notifications", 3, 6)]
 
 
 # Registry (and every agent batch): the guard's internal_error dead letter -----------------------------------
