@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import traceback
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pushstream.models.base import Invalid
 from pushstream.models.dlq import dead_letter
 from pushstream.models.vocabulary import LANES, PLATFORMS
 from pushstream.rules.keys import by_partition, user_key
+from pushstream.rules.redact import redact_text
 from pushstream.runtime import Runtime
 from pushstream.tables import Tables, declare_tables
 
@@ -144,7 +146,8 @@ class Context:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.exception("%s: batch of %d dead-lettered", source, len(events))
+            # The traceback may quote the records: redacted like the dead letters themselves.
+            log.error("%s: batch of %d dead-lettered: %s", source, len(events), redact_text(traceback.format_exc()))
             outbox = self.outbox()
             for event in events:
                 outbox.dead_letter(event, Invalid("internal_error", repr(exc)[:500]), source)

@@ -20,6 +20,7 @@ from pushstream.agents.io import Context, Outbox
 from pushstream.agents.scheduler import add_command
 from pushstream.models import DeliveryBatch, IntentBatch, ScheduleCommands, StatusEvent, decode
 from pushstream.models.base import iso
+from pushstream.models.dlq import undeliverable
 from pushstream.models.notifications import lane_of
 from pushstream.providers import build_payload
 from pushstream.providers.apns.payload import MAX_PAYLOAD_BYTES as APNS_MAX
@@ -28,8 +29,9 @@ from pushstream.providers.webpush.payload import MAX_PLAINTEXT_BYTES as WEBPUSH_
 from pushstream.rules.fanout import fan_out_user
 from pushstream.rules.keys import user_key
 from pushstream.rules.localization import localize, render_key
+from pushstream.rules.preferences import merge_memory
 from pushstream.tables import partition_items, table_key
-from pushstream.tables.batch import BatchView, write_partition
+from pushstream.tables.batch import BatchView, MergingView, write_partition
 
 log = logging.getLogger(__name__)
 PAYLOAD_LIMITS = {"apns": APNS_MAX, "fcm": FCM_MAX, "webpush": WEBPUSH_MAX}
@@ -73,8 +75,10 @@ def targeted_users(devices: TableT, intent: IntentBatch, partition: int, after: 
 
 async def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox: Outbox, states: BatchView,
                        now: dt.datetime, users: Iterable[tuple[str, dict[str, Any] | None]] | None = None,
-                       render: PayloadCache | None = None, batch_prefix: str | None = None) -> None:
-    """Route ``users`` (default: all the intent targets on this partition) into the outbox and states."""
+                       render: PayloadCache | None = None, batch_prefix: str | None = None,
+                       source: tuple[str, int | None, int | None] | None = None) -> None:
+    """Route ``users`` (default: all the intent targets on this partition) into the outbox and states.
+    ``source`` (topic, partition, offset of the intent) goes into the dead letters of undeliverable devices."""
     n = intent.notification
     settings, topics, preferences = ctx.rt.settings, ctx.topics, ctx.tables.preferences
     app_id, nid, channel = n["app_id"], n["id"], n["channel"]
@@ -110,6 +114,12 @@ async def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox
             outbox.add(topics.status_out, StatusEvent(notification_id=nid, app_id=app_id, user_id=user_id,
                                                device_id=device_id, platform=platform, status=status,
                                                reason=reason, at=at), key=user_id)
+            if status == "dead_lettered":
+                where = source or (topics.intents[lane].get_topic_name(), partition, None)
+                outbox.add(topics.dlq, undeliverable(reason or "undeliverable", topic=where[0], partition=where[1],
+                                                     offset=where[2], notification=n, user_id=user_id,
+                                                     device_id=device_id, device=user_devices.get(device_id, {}),
+                                                     origin=intent.origin), key=user_id)
         if result.state is not None:
             states.set(key, result.state)
         if result.deferred_until is not None:
@@ -132,7 +142,7 @@ async def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox
                               priority=n["priority"], items=items[start:start + chunk],
                               expires_at=None if n.get("ttl") is None else n["received_at"] + n["ttl"],
                               collapse_key=n.get("collapse_key"), batch_id=f"{prefix}/{platform}/{start // chunk}",
-                              received_at=n.get("received_at")),
+                              received_at=n.get("received_at"), ttl=n.get("ttl")),
                 key=f"{app_id}/{nid}",
                 partition=partition % (to.partitions or 1),
             )
@@ -192,9 +202,11 @@ async def route_event(ctx: Context, event: EventT) -> None:
         step = list(itertools.islice(source, USERS_PER_STEP))
         if not step:
             break
-        states, outbox = BatchView(tables.user_state), ctx.outbox()
+        # Merged on write: the other lane may write the same users while this step awaits.
+        states, outbox = MergingView(tables.user_state, merge_memory), ctx.outbox()
         await route_intent(ctx, intent, partition, outbox, states, dt.datetime.now(dt.UTC), users=step,
-                           render=render, batch_prefix=f"{origin}/{partition}/{step_no}")
+                           render=render, batch_prefix=f"{origin}/{partition}/{step_no}",
+                           source=(message.topic, partition, message.offset))
         await outbox.flush()
         if not owns(app, event):
             log.info("router: rebalance after step %d of %s on partition %d", step_no, origin, partition)

@@ -68,11 +68,15 @@ def option_value(args: Sequence[str], *names: str) -> str | None:
 
 def _worker(args: argparse.Namespace, extra: list[str]) -> int:
     from pushstream import logs
+    from pushstream.credentials import check_credentials
 
     if args.config:
         os.environ["PUSHSTREAM_CONFIG"] = args.config
     # Children (the supervisor's, Faust's logging set-up) read the format from the environment.
     os.environ[logs.FORMAT_ENV] = logs.log_format(args.log_format)
+    # Every key and credential file parsed before anything starts (every role): a bad one is a ConfigError,
+    # one message and exit 2, never a traceback or a process that looks ready and cannot send.
+    check_credentials(load_settings(args.config))
     _preflight(args.config)
     if not args.no_apply:
         code = _topics_apply(argparse.Namespace(config=args.config, dry_run=False))

@@ -70,6 +70,9 @@ class DeliveryBatch(faust.Record, include_metadata=False):
     # The notification's publish time (its Kafka timestamp, or send_at when scheduled), epoch seconds: the start
     # of the publish → provider-answer latency the senders export. Retries keep it.
     received_at: Optional[float] = None
+    # The request's TTL in seconds. 0 is "now or never" (contract v2): sent once with a zero lifetime at the
+    # provider however late it is, never retried later (``rules.delivery.dispose``).
+    ttl: Optional[int] = None
 
 
 class ProgressBatch(faust.Record, include_metadata=False):

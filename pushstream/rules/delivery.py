@@ -24,8 +24,14 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | No
 
 
 def dispose(verdict: Verdict, *, attempt: int, max_attempts: int, now: float, base: float, cap: float,
-            expires_at: float | None = None, rng: random.Random | None = None) -> Disposition:
-    """The pipeline's answer to one verdict for one device on its ``attempt``-th try."""
+            expires_at: float | None = None, rng: random.Random | None = None,
+            now_or_never: bool = False) -> Disposition:
+    """The pipeline's answer to one verdict for one device on its ``attempt``-th try.
+
+    ``now_or_never`` (a ``ttl: 0`` notification): an answer that asks to try again later ends the delivery
+    as ``failed``/``expired`` instead, final and not dead-lettered: any later attempt, a redrive included,
+    would break the "now or never" the sender asked for.
+    """
     action = verdict.action
     if action is Action.DELIVERED:
         return Disposition("delivered", None)
@@ -38,6 +44,8 @@ def dispose(verdict: Verdict, *, attempt: int, max_attempts: int, now: float, ba
     if action is Action.FATAL_CONFIG:
         return Disposition("dead_lettered", verdict.reason or "fatal_config", dead_letter=True)
     # RETRY and REAUTH: try again later unless out of attempts or out of time.
+    if now_or_never:
+        return Disposition("failed", "expired")
     if attempt >= max_attempts:
         return Disposition("dead_lettered", f"retries_exhausted:{verdict.reason}", dead_letter=True)
     delay = max(backoff_delay(attempt, base, cap, rng), verdict.retry_after or 0.0)

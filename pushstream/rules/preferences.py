@@ -100,3 +100,40 @@ def record_sent(
     if origin is not None:
         origins[notification_id] = origin
     return {"sent": sent, "counts": counts, "origins": origins}
+
+
+def merge_memory(
+    current: dict[str, Any] | None, base: dict[str, Any] | None, new: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """Three-way merge of a user's memory: ``new`` was computed from ``base``, and the table now holds
+    ``current`` (another router lane may have written the user while this one awaited its outbox).
+
+    The result is ``current`` with this writer's changes on top: the ids it remembered, its count increments
+    and origins added, the ids it aged out removed, so neither writer's dedup or cap memory is lost.
+    """
+    if current == base:  # nobody wrote in between: the common case
+        return new
+    if new is None:
+        return current
+    current, base = current or {}, base or {}
+    base_sent, new_sent = base.get("sent", {}), new.get("sent", {})
+    dropped = set(base_sent) - set(new_sent)
+    sent = {nid: ts for nid, ts in current.get("sent", {}).items() if nid not in dropped}
+    for nid, ts in new_sent.items():
+        sent[nid] = max(ts, sent.get(nid, ts))
+    if len(sent) > SENT_MEMORY_MAX:
+        sent = dict(sorted(sent.items(), key=lambda item: item[1])[-SENT_MEMORY_MAX:])
+    counts: dict[str, dict[str, int]] = {}
+    cur_counts, base_counts, new_counts = current.get("counts", {}), base.get("counts", {}), new.get("counts", {})
+    for day in sorted({*cur_counts, *new_counts}):
+        cur_day, base_day, new_day = cur_counts.get(day) or {}, base_counts.get(day) or {}, new_counts.get(day) or {}
+        merged = {ch: cur_day.get(ch, 0) + new_day.get(ch, 0) - base_day.get(ch, 0) for ch in {*cur_day, *new_day}}
+        merged = {ch: n for ch, n in sorted(merged.items()) if n > 0}
+        if merged or day in cur_counts:
+            counts[day] = merged
+    counts = dict(sorted(counts.items())[-COUNT_DAYS_KEPT:])
+    base_origins = base.get("origins", {})
+    origins = {nid: o for nid, o in current.get("origins", {}).items() if nid in sent}
+    origins.update({nid: o for nid, o in new.get("origins", {}).items()
+                    if nid in sent and base_origins.get(nid) != o})
+    return {"sent": sent, "counts": counts, "origins": origins}

@@ -55,6 +55,7 @@ def decide(
         if until is not None:
             return Verdict("deferred", "quiet_hours", until)
     ttl = notification.get("ttl")
-    if ttl is not None and now.timestamp() > notification["received_at"] + ttl:
+    # ttl 0 is "now or never": the first attempt is always made (with a zero lifetime at the provider).
+    if ttl and now.timestamp() > notification["received_at"] + ttl:
         return Verdict("suppressed", "expired")
     return DELIVER

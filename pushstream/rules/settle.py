@@ -2,7 +2,7 @@
 
 A sender sends a `DeliveryBatch`, gets one verdict per device from the provider's classification table, and
 hands both here. The result says exactly what to write: a status record per device, at most one retry batch,
-dead letters (address redacted) and deactivations for dead tokens. Nothing here touches Kafka.
+dead letters (address redacted by `rules.redact`) and deactivations for dead tokens. Nothing here touches Kafka.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from pushstream.models.internal import DeliveryBatch
 from pushstream.providers.outcome import Verdict
 from pushstream.rules.delivery import Disposition, dispose
+from pushstream.rules.redact import redact
 from pushstream.rules.registry import address_fingerprint
 
 NOT_CONFIGURED = Disposition("dead_lettered", "platform_not_configured", dead_letter=True)
@@ -60,7 +61,8 @@ def settle(batch: DeliveryBatch, verdicts: Sequence[Verdict | None], *, now: flo
             disposition = NOT_CONFIGURED
         else:
             disposition = dispose(verdict, attempt=batch.attempt, max_attempts=policy.max_attempts, now=now,
-                                  base=policy.base, cap=policy.cap, expires_at=batch.expires_at, rng=rng)
+                                  base=policy.base, cap=policy.cap, expires_at=batch.expires_at, rng=rng,
+                                  now_or_never=batch.ttl == 0)
         status, reason = disposition.status, disposition.reason
         out.tally[(platform, status, reason or "")] += 1
         out.statuses.append({
@@ -80,7 +82,7 @@ def settle(batch: DeliveryBatch, verdicts: Sequence[Verdict | None], *, now: flo
             retry_at = max(retry_at, disposition.retry_at)
         if disposition.dead_letter:
             # The payload stays, the address does not: the DLQ is read by people.
-            redacted = {k: v for k, v in item.items() if k not in ("token", "subscription")}
+            redacted = redact(item, platform)
             detail = verdict.detail if verdict is not None and verdict.detail else (reason or "")
             record = {"notification_id": batch.notification_id, "app_id": batch.app_id, "platform": platform,
                       "attempt": batch.attempt, "item": redacted, "token_fingerprint": fingerprint}

@@ -13,7 +13,7 @@ offset is committed, since Faust flushes the producer before it commits).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import faust
@@ -45,6 +45,37 @@ class BatchView:
         if self.changed:
             await write_partition(app, self.table, partition,
                                   {table_key(key): value for key, value in self.changed.items()})
+            self.changed = {}
+
+
+class MergingView(BatchView):
+    """A BatchView for a table two coroutines write across an await (the router lanes' ``user_state``).
+
+    ``write`` stores ``merge(value in the table now, value this view first read, value set)`` for each changed
+    key, reading and writing with no await in between: a write made by the other coroutine after this view's
+    read is merged into, never overwritten.
+    """
+
+    def __init__(self, table: TableT, merge: Callable[[Any, Any, Any], Any]) -> None:
+        super().__init__(table)
+        self.merge = merge
+        self.read: dict[str, Any] = {}
+
+    def get(self, key: str) -> Any:
+        if key in self.changed:
+            return self.changed[key]
+        value = self.table.get(table_key(key))
+        self.read.setdefault(key, value)
+        return value
+
+    async def write(self, app: faust.App, partition: int) -> None:
+        if self.changed:
+            get = self.table.get
+            # The reads and the local write below happen in one go (write_partition awaits only after its
+            # RocksDB write), so nothing of the other lane's can land in between.
+            merged = {table_key(key): self.merge(get(table_key(key)), self.read.get(key), value)
+                      for key, value in self.changed.items()}
+            await write_partition(app, self.table, partition, merged)
             self.changed = {}
 
 

@@ -97,9 +97,11 @@ def make_deployment(root: Path, *, partitions: int = 4, apps: dict[str, Any] | N
 class Worker(WorkerProcess):
     """A real `faust worker` process of a deployment, named for its data dir and log."""
 
-    def __init__(self, deployment: Deployment, name: str, web_port: int | None = None) -> None:
+    def __init__(self, deployment: Deployment, name: str, web_port: int | None = None, role: str | None = None) -> None:
+        """``role="router"``: the Faust app without the sender tier (tests that stop at the delivery topics)."""
         super().__init__(config_path=deployment.config_path, datadir=deployment.root / f"data-{name}",
-                         web_port=web_port or free_port(), log_path=deployment.root / f"{name}.log")
+                         web_port=web_port or free_port(), log_path=deployment.root / f"{name}.log",
+                         extra_env={"PUSHSTREAM_ROLE": role} if role else None)
         self.deployment = deployment
         self.name = name
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from pushstream.testing.fakes.credentials import b64url
+from pushstream.testing.fakes.credentials import b64url, generate_dev_setup
 from tests.integration.harness import DEMO_KEY, OTHER_KEY, Deployment, Kafka, Worker, make_deployment, wait_for
 
 APNS_TOKEN = "a0" * 32
@@ -33,19 +33,18 @@ def device_events(users: list[str]) -> list[dict[str, Any]]:
 
 
 def configured_apps(root: Any) -> dict[str, Any]:
-    """Provider sections only need their files to exist for routing; nothing is sent in this test."""
-    keys = root / "keys"
-    keys.mkdir(parents=True, exist_ok=True)
-    for name in ("apns.p8", "sa.json", "vapid.pem"):
-        (keys / name).write_text("placeholder")
+    """Real keys (the worker parses every key file at start-up); the provider endpoints point at a closed
+    local port. The tests using it stop at the delivery topics and run router-only workers: no sender sends."""
+    setup = generate_dev_setup(root / "keys", apns_port=9, fcm_port=9, webpush_port=9)
     return {
         "demo": {
             "api_keys": [DEMO_KEY],
-            "apns": {"key_file": str(keys / "apns.p8"), "key_id": "KEY1234567", "team_id": "TEAM123456",
-                     "topic": "com.example.app"},
-            "fcm": {"credentials_file": str(keys / "sa.json"), "project_id": "demo-project"},
-            "webpush": {"vapid_private_key_file": str(keys / "vapid.pem"), "vapid_subject": "mailto:ops@example.com",
-                        "allowed_endpoint_hosts": ["push.example.org"]},
+            "apns": {"key_file": str(setup.apns_key_file), "key_id": "KEY1234567", "team_id": "TEAM123456",
+                     "topic": "com.example.app", "endpoint": "https://127.0.0.1:9"},
+            "fcm": {"credentials_file": str(setup.fcm_service_account_file), "project_id": "demo-project",
+                    "endpoint": "http://127.0.0.1:9"},
+            "webpush": {"vapid_private_key_file": str(setup.vapid_private_key_file),
+                        "vapid_subject": "mailto:ops@example.com", "allowed_endpoint_hosts": ["push.example.org"]},
         },
         "other": {"api_keys": [OTHER_KEY]},
     }
@@ -55,7 +54,7 @@ async def test_fanout_to_platform_topics_with_two_workers(tmp_path: Any, workers
     root = tmp_path / "d"
     root.mkdir()
     deployment: Deployment = make_deployment(root, apps=configured_apps(root))
-    workers += [Worker(deployment, "w1").start(), Worker(deployment, "w2").start()]
+    workers += [Worker(deployment, "w1", role="router").start(), Worker(deployment, "w2", role="router").start()]
     for worker in workers:
         worker.wait_ready()
     users = [f"u-{i}" for i in range(8)]
@@ -146,7 +145,7 @@ async def test_segment_and_broadcast_scan_every_partition(tmp_path: Any, workers
     root = tmp_path / "d"
     root.mkdir()
     deployment = make_deployment(root, apps=configured_apps(root))
-    workers.append(Worker(deployment, "w1").start())
+    workers.append(Worker(deployment, "w1", role="router").start())
     workers[0].wait_ready()
     users = [f"u-{i}" for i in range(20)]
     events = device_events(users)

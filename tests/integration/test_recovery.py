@@ -21,7 +21,7 @@ async def test_sigkill_restart_keeps_tables_and_counts_nothing_twice(tmp_path: P
     root = tmp_path / "d"
     root.mkdir()
     deployment = make_deployment(root, apps=configured_apps(root))
-    worker = Worker(deployment, "w1").start()
+    worker = Worker(deployment, "w1", role="router").start()
     workers.append(worker)
     worker.wait_ready()
     users = [f"u-{i}" for i in range(6)]
@@ -41,7 +41,7 @@ async def test_sigkill_restart_keeps_tables_and_counts_nothing_twice(tmp_path: P
         await kafka.wait_drained(["pushstream.notifications", "pushstream.intents", "pushstream.user-events"])
 
         worker.kill()
-        restarted = Worker(deployment, "w1", web_port=worker.web_port).start()
+        restarted = Worker(deployment, "w1", web_port=worker.web_port, role="router").start()
         workers.append(restarted)
         restarted.wait_ready()
         after = {u: restarted.get(f"/v1/apps/demo/users/{u}/devices").json() for u in users}

@@ -124,6 +124,7 @@ def test_fcm_ttl_zero_is_sent_not_dropped() -> None:
     message = build_fcm_message(notification(ttl=0), "T", None)
     assert message["android"]["ttl"] == "0s"
     assert message["webpush"]["headers"]["TTL"] == "0"
+    assert message["apns"]["headers"]["apns-expiration"] == "0"  # FCM to an iOS device: now or never too
 
 
 def test_fcm_webpush_topic_is_a_valid_rfc8030_topic() -> None:

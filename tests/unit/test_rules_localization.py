@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -37,7 +38,7 @@ def test_locale_candidates(locale: str | None, expected: list[str]) -> None:
     ("locale", "expected"),
     [
         # exact region first
-        ("de-AT", ("Bestellung unterwegs", BODY, "de-at")),  # the field de-at lacks falls back to the default
+        ("de-AT", ("Bestellung unterwegs", "Ankunft Dienstag", "de-at")),  # the body de-at lacks comes from de
         ("pt-BR", ("Pedido enviado", "Chega terça", "pt-br")),
         ("pt_br", ("Pedido enviado", "Chega terça", "pt-br")),
         # then the language alone
@@ -53,6 +54,45 @@ def test_locale_candidates(locale: str | None, expected: list[str]) -> None:
 )
 def test_localize(locale: str | None, expected: tuple[str | None, str | None, str | None]) -> None:
     assert localize(TITLE, BODY, LOCALIZED, locale) == expected
+
+
+def test_the_contract_example_falls_back_field_by_field() -> None:
+    """de-AT has only a title: its devices get the de-AT title and the de body (contract v2, §1)."""
+    localized = {"de": {"title": "Bestellung versandt", "body": "Ankunft Dienstag"},
+                 "de-at": {"title": "Bestellung unterwegs"}}
+    assert localize(TITLE, BODY, localized, "de-AT") == ("Bestellung unterwegs", "Ankunft Dienstag", "de-at")
+
+
+def _subsets(fields: dict[str, str]) -> list[dict[str, str]]:
+    return [dict(c) for n in range(len(fields) + 1) for c in itertools.combinations(fields.items(), n)]
+
+
+REGION = {"title": "AT title", "body": "AT body"}
+LANGUAGE = {"title": "DE title", "body": "DE body"}
+
+
+@pytest.mark.parametrize("region", [None, *_subsets(REGION)])
+@pytest.mark.parametrize("language", [None, *_subsets(LANGUAGE)])
+@pytest.mark.parametrize("default", [(TITLE, BODY), (None, BODY), (TITLE, None), (None, None)])
+@pytest.mark.parametrize("locale", ["de-AT", "de_at", "de", "de-CH", "en-US", None])
+def test_every_field_comes_from_the_most_specific_locale_that_has_it(
+    region: dict[str, str] | None, language: dict[str, str] | None, default: tuple[str | None, str | None],
+    locale: str | None,
+) -> None:
+    """Every combination of which fields de-at and de carry: each field independently takes de-at, else de,
+    else the request's own text; the matched locale is the most specific entry present."""
+    localized: dict[str, dict[str, str]] = {}
+    if region is not None:
+        localized["de-at"] = region
+    if language is not None:
+        localized["de"] = language
+    chain = {"de-AT": ["de-at", "de"], "de_at": ["de-at", "de"], "de": ["de"], "de-CH": ["de"]}.get(locale or "", [])
+    entries = [localized[c] for c in chain if c in localized]
+    want_title = next((e["title"] for e in entries if "title" in e), default[0])
+    want_body = next((e["body"] for e in entries if "body" in e), default[1])
+    want_match = next((c for c in chain if c in localized), None)
+    assert localize(default[0], default[1], localized, locale) == (want_title, want_body, want_match)
+    assert render_key({"localized": localized}, locale) == want_match
 
 
 @pytest.mark.parametrize("localized", [None, {}])

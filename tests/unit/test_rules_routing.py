@@ -112,7 +112,9 @@ def test_a_device_with_nothing_in_the_way_gets_the_notification() -> None:
         ({"ttl": 60, "now": NOW + dt.timedelta(seconds=61)}, Verdict("suppressed", "expired")),
         ({"ttl": 60, "now": NOW + dt.timedelta(seconds=60)}, DELIVER),
         ({"ttl": 0, "now": NOW}, DELIVER),
-        ({"ttl": 0, "now": NOW + dt.timedelta(microseconds=1)}, Verdict("suppressed", "expired")),
+        # ttl 0 is "now or never": always attempted once, however late the router gets to it
+        ({"ttl": 0, "now": NOW + dt.timedelta(microseconds=1)}, DELIVER),
+        ({"ttl": 0, "now": NOW + dt.timedelta(hours=1)}, DELIVER),
         ({"ttl": None, "now": NOW + dt.timedelta(days=30)}, DELIVER),
     ],
 )

@@ -14,12 +14,13 @@ POLICY = RetryPolicy(max_attempts=3, base=2.0, cap=60.0)
 NOW = 1_000_000.0
 
 
-def batch(n: int = 3, *, attempt: int = 1, expires_at: float | None = None, platform: str = "fcm") -> DeliveryBatch:
+def batch(n: int = 3, *, attempt: int = 1, expires_at: float | None = None, platform: str = "fcm",
+          ttl: int | None = None) -> DeliveryBatch:
     items = [{"user_id": f"u-{i}", "device_id": f"d-{i}", "token": f"tok-{i}", "payload": {"x": i}}
              for i in range(n)]
     return DeliveryBatch(notification_id="n-1", app_id="demo", platform=platform, channel="marketing",
                          priority="normal", items=items, attempt=attempt, expires_at=expires_at,
-                         batch_id="origin/0/0/fcm/0")
+                         batch_id="origin/0/0/fcm/0", ttl=ttl)
 
 
 def test_one_status_per_device_in_item_order() -> None:
@@ -58,7 +59,8 @@ def test_exhausted_retries_are_dead_lettered_without_the_address() -> None:
     assert out.statuses[0]["reason"] == "retries_exhausted:UNAVAILABLE"
     (key, reason, _detail, record) = out.dead_letters[0]
     assert key == "u-0" and reason == "retries_exhausted:UNAVAILABLE"
-    assert "token" not in record["item"] and record["item"]["payload"] == {"x": 0}
+    assert record["item"]["token"] == f"redacted:{record['token_fingerprint']}"
+    assert record["item"]["payload"] == {"x": 0}
     assert out.retry is None
 
 
@@ -67,6 +69,24 @@ def test_a_retry_past_the_ttl_is_suppressed_as_expired() -> None:
                  policy=POLICY)
     assert (out.statuses[0]["status"], out.statuses[0]["reason"]) == ("suppressed", "expired")
     assert out.retry is None
+
+
+@pytest.mark.parametrize("action", [Action.RETRY, Action.REAUTH])
+def test_ttl_zero_is_never_retried_later(action: Action) -> None:
+    """ttl 0 = now or never: an answer that would mean "try again later" ends it as failed/expired, final and
+    not dead-lettered (a redrive would be later too), and no retry batch is written."""
+    verdicts = [Verdict(Action.DELIVERED, provider_status=200), Verdict(action, "UNAVAILABLE", 503, retry_after=1.0)]
+    out = settle(batch(2, ttl=0, expires_at=NOW - 30), verdicts, now=NOW, at="t", policy=POLICY)
+    assert [(s["status"], s["reason"]) for s in out.statuses] == [("delivered", None), ("failed", "expired")]
+    assert out.statuses[1]["provider_status"] == 503
+    assert out.retry is None and out.dead_letters == []
+
+
+def test_ttl_zero_first_attempt_outcomes_are_kept() -> None:
+    verdicts = [Verdict(Action.INVALID_TOKEN, "UNREGISTERED", 404), Verdict(Action.FAILED, "BadThing", 400)]
+    out = settle(batch(2, ttl=0, expires_at=NOW - 30), verdicts, now=NOW, at="t", policy=POLICY)
+    assert [s["status"] for s in out.statuses] == ["invalid_token", "failed"]
+    assert len(out.deactivations) == 1 and len(out.dead_letters) == 1
 
 
 def test_no_client_for_the_platform_is_dead_lettered() -> None:

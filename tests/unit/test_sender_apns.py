@@ -109,6 +109,18 @@ async def test_too_many_requests_is_a_retry(apns: ApnsEnv) -> None:
 
 
 @pytest.mark.asyncio
+async def test_ttl_zero_is_sent_with_expiration_zero_however_late(apns: ApnsEnv) -> None:
+    # received an hour ago with ttl 0: still its first attempt, so it goes out, now or never
+    batch = delivery_batch("apns", [item("d-1")], expires_at=time.time() - 3600, ttl=0)
+
+    [verdict] = await apns.sender.send_batch(batch)
+
+    assert verdict.action is Action.DELIVERED
+    [record] = apns.fake.records
+    assert record.headers["apns-expiration"] == "0"
+
+
+@pytest.mark.asyncio
 async def test_local_checks_make_no_request(apns: ApnsEnv) -> None:
     huge = {"aps": {"alert": {"body": "x" * 5000}}}
     batch = delivery_batch("apns", [item("d-1", payload=huge), {"device_id": "d-2", "payload": huge}])

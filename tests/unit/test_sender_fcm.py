@@ -150,6 +150,21 @@ async def test_third_party_auth_error_is_fatal_without_a_refresh(fcm: FcmEnv) ->
 
 
 @pytest.mark.asyncio
+async def test_ttl_zero_is_sent_as_zero_seconds_however_late(fcm: FcmEnv) -> None:
+    payload = build_fcm_message({**NOTIFICATION, "ttl": 0}, "Shipped", None)
+    batch = delivery_batch("fcm", [{**item("d-1"), "payload": payload}], expires_at=time.time() - 3600, ttl=0)
+
+    [verdict] = await fcm.sender.send_batch(batch)
+
+    assert verdict.action is Action.DELIVERED
+    [record] = fcm.fake.messages
+    message = record.json["message"]
+    assert message["android"]["ttl"] == "0s"
+    assert message["webpush"]["headers"]["TTL"] == "0"
+    assert message["apns"]["headers"]["apns-expiration"] == "0"
+
+
+@pytest.mark.asyncio
 async def test_local_checks_and_duplicates(fcm: FcmEnv) -> None:
     batch = delivery_batch("fcm", [item("d-1"), item("d-2"), {"device_id": "d-3", "payload": {}}])
     expired = delivery_batch("fcm", [item("d-4")], expires_at=time.time() - 5)

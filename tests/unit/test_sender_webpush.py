@@ -199,6 +199,17 @@ async def test_slow_service_hits_the_deadline(webpush: WebPushEnv) -> None:
 
 
 @pytest.mark.asyncio
+async def test_ttl_zero_is_sent_with_ttl_zero_however_late(webpush: WebPushEnv) -> None:
+    batch = delivery_batch("webpush", [item(webpush, "sub-1")], expires_at=time.time() - 3600, ttl=0)
+
+    [verdict] = await webpush.sender.send_batch(batch)
+
+    assert verdict.action is Action.DELIVERED
+    [record] = webpush.fake.records
+    assert record.headers["ttl"] == "0"
+
+
+@pytest.mark.asyncio
 async def test_unusable_subscriptions_fail_locally(webpush: WebPushEnv) -> None:
     no_keys = {"device_id": "a", "payload": {"id": "n-1"},
                "subscription": {"endpoint": webpush.fake.origin + "/push/a"}}

@@ -297,7 +297,8 @@ class ApnsSender:
         """Send every item concurrently; items with the same device share one send (same apns-id)."""
         if self._pool is None:
             raise RuntimeError("ApnsSender.start() was not called")
-        ttl = remaining_ttl(batch.expires_at)
+        # ttl 0 (now or never) is sent with apns-expiration 0, however late.
+        ttl = None if batch.ttl == 0 else remaining_ttl(batch.expires_at)
         # Decided for the whole batch, reported after each item's own checks (token, payload).
         late = classify_apns_no_answer(LOCAL_EXPIRED) if ttl is not None and ttl <= 0 else None
         collapse_id = batch.collapse_key or None
@@ -317,7 +318,9 @@ class ApnsSender:
     def _header_tails(batch: DeliveryBatch, collapse_id: str | None) -> dict[str, list[Header]]:
         """The headers after apns-id that are the same for every item of the batch of one push type."""
         common: list[Header] = []
-        if batch.expires_at is not None:
+        if batch.ttl == 0:
+            common.append((b"apns-expiration", b"0", False))  # deliver now or never
+        elif batch.expires_at is not None:
             common.append((b"apns-expiration", b"%d" % int(batch.expires_at), False))
         if collapse_id is not None:
             common.append((b"apns-collapse-id", collapse_id.encode(), False))

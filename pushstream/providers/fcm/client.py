@@ -189,7 +189,8 @@ class FcmSender:
         """Send every item concurrently; items with the same token share one send."""
         if self._pool is None:
             raise RuntimeError("FcmSender.start() was not called")
-        ttl = remaining_ttl(batch.expires_at)
+        # ttl 0 (now or never) goes out as rendered ("0s"/TTL 0/apns-expiration 0), however late.
+        ttl = None if batch.ttl == 0 else remaining_ttl(batch.expires_at)
         return await send_each(batch.items, lambda item: self._prepare(batch, item, ttl), self._send,
                                key=lambda request: request.token, counters=self.counters)
 

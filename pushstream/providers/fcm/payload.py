@@ -30,6 +30,8 @@ def build_fcm_message(notification: dict[str, Any], title: str | None, body: str
     if ttl is not None:
         android["ttl"] = f"{ttl}s"
         webpush_headers["TTL"] = str(ttl)
+        if ttl == 0:
+            apns_headers["apns-expiration"] = "0"  # now or never on iOS devices too
     collapse = notification.get("collapse_key")
     if collapse:
         android["collapse_key"] = collapse

@@ -155,8 +155,8 @@ class WebPushSender:
         """Send every item concurrently; items with the same endpoint share one send."""
         if self._http is None:
             raise RuntimeError("WebPushSender.start() was not called")
-        ttl = remaining_ttl(batch.expires_at)
-        send_ttl = DEFAULT_TTL_SECONDS if ttl is None else ttl
+        ttl = None if batch.ttl == 0 else remaining_ttl(batch.expires_at)  # ttl 0: now or never, however late
+        send_ttl = 0 if batch.ttl == 0 else DEFAULT_TTL_SECONDS if ttl is None else ttl
         urgency = "high" if batch.priority == "high" else "normal"
         # The header lines every request of this batch shares (RFC 8030 §5.2-5.4, RFC 8291 §4).
         headers = (f"TTL: {send_ttl}\r\nUrgency: {urgency}\r\n"
