@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import itertools
 import logging
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -155,6 +156,24 @@ def owns(app: faust.App, event: EventT) -> bool:
     return not app.rebalancing and assignor is not None and event.message.tp in assignor.assigned_actives()
 
 
+async def still_owns(app: faust.App, event: EventT, generation: int, *, timeout: float = 60.0) -> bool:
+    """Whether routing may go on after ``owns`` said no: wait for the rebalance to end, then yes if it was
+    the one this event was fetched in and the partition is still ours.
+
+    Faust resumes the streams *before* it clears ``rebalancing``, so the first intents after an assignment
+    can see the flag of the very rebalance that assigned them. Abandoned, such an intent would wait for the
+    next rebalance, which with static membership may never come (a restarted worker's broadcast never
+    routed). An intent fetched before a later rebalance is abandoned: Faust seeks to the committed offset
+    after it, so the partition's owner fetches the intent again.
+    """
+    deadline = time.monotonic() + timeout
+    while app.rebalancing:
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return app.consumer_generation_id == generation and owns(app, event)
+
+
 def abandon(app: faust.App, event: EventT) -> None:
     """Leave the event unfinished: mark it so Faust never counts its offset as done on this worker (a late ack
     of a revoked partition would otherwise survive into the next assignment); it is fetched again from the
@@ -177,6 +196,7 @@ async def route_event(ctx: Context, event: EventT) -> None:
     writing: the partition's owner continues from the cursor (this event's offset was never committed).
     """
     app, tables = ctx.app, ctx.tables
+    generation = app.consumer_generation_id  # the rebalance this event was fetched after
     intent = decode(IntentBatch, event.value)
     message = event.message
     partition = message.partition
@@ -192,7 +212,7 @@ async def route_event(ctx: Context, event: EventT) -> None:
     app_id = intent.notification["app_id"]
     logs.bind(app_id=app_id, notification_id=intent.notification.get("id"))
     while True:
-        if not owns(app, event):
+        if not owns(app, event) and not await still_owns(app, event, generation):
             log.info("router: rebalance while routing %s on partition %d: left for the owner to resume",
                      origin, partition)
             abandon(app, event)
@@ -208,7 +228,7 @@ async def route_event(ctx: Context, event: EventT) -> None:
                            render=render, batch_prefix=f"{origin}/{partition}/{step_no}",
                            source=(message.topic, partition, message.offset))
         await outbox.flush()
-        if not owns(app, event):
+        if not owns(app, event) and not await still_owns(app, event, generation):
             log.info("router: rebalance after step %d of %s on partition %d", step_no, origin, partition)
             abandon(app, event)
             return
