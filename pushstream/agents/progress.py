@@ -27,6 +27,7 @@ from pushstream.rules.dead_letters import count_dead_letters, dead_letter_app
 from pushstream.rules.keys import by_partition
 from pushstream.rules.progress import StatusItem, apply_statuses, parse_status
 from pushstream.tables import progress_device_key, table_key
+from pushstream.tables.batch import write_partition
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,10 @@ def dead_letter_items(events: list[EventT], known_app: Callable[[str], bool]) ->
     return items
 
 
-def apply_progress(table: TableT, items: list[list[Any]], offset: int) -> None:
-    """One `ProgressBatch` (of the event at ``offset`` of its partition) into the progress table."""
+def apply_progress(table: TableT, items: list[list[Any]], offset: int) -> dict[bytes, Any]:
+    """What one `ProgressBatch` (of the event at ``offset`` of its partition) changes in the progress table,
+    in write order: each notification's document before its device entries."""
+    changes: dict[bytes, Any] = {}
     by_notification: dict[tuple[str, str], list[StatusItem]] = {}
     for raw in items:
         item = StatusItem.from_list(raw)
@@ -79,12 +82,15 @@ def apply_progress(table: TableT, items: list[list[Any]], offset: int) -> None:
         users = {i.user_id: table.get(progress_device_key(app_id, notification_id, i.user_id)) for i in group}
         update = apply_statuses(doc, users, group, offset=offset, app_id=app_id, notification_id=notification_id)
         if update.doc != doc:
-            table[doc_key] = update.doc
+            changes[doc_key] = update.doc
         for user_id, entries in update.users.items():
-            table[progress_device_key(app_id, notification_id, user_id)] = entries
+            changes[progress_device_key(app_id, notification_id, user_id)] = entries
+    return changes
 
 
-def apply_dead_letter_counts(table: TableT, items: list[list[Any]]) -> None:
+def apply_dead_letter_counts(table: TableT, items: list[list[Any]]) -> dict[bytes, Any]:
+    """What one `DeadLetterCounts` batch changes in the dlq_counts table."""
+    changes: dict[bytes, Any] = {}
     by_app: dict[str, list[tuple[str, int, int]]] = {}
     for app_id, reason, partition, offset in items:
         by_app.setdefault(app_id, []).append((reason, partition, offset))
@@ -93,7 +99,8 @@ def apply_dead_letter_counts(table: TableT, items: list[list[Any]]) -> None:
         doc = table.get(key)
         updated = count_dead_letters(doc, counted)
         if updated != doc:
-            table[key] = updated
+            changes[key] = updated
+    return changes
 
 
 def register(ctx: Context) -> None:
@@ -117,7 +124,11 @@ def register(ctx: Context) -> None:
         async for event in stream.events():
 
             async def work(event: EventT = event) -> None:
-                apply_progress(tables.progress, decode(ProgressBatch, event.value).items, event.message.offset)
+                changes = apply_progress(tables.progress, decode(ProgressBatch, event.value).items,
+                                         event.message.offset)
+                # One write batch, the changelog records in order (documents first); never Faust's per-key
+                # path, whose buffer would hold every agent's next message behind a campaign's statuses.
+                await write_partition(ctx.app, tables.progress, event.message.partition, changes)
 
             with metrics.batch_seconds.labels("progress").time():
                 await ctx.guarded("progress", [event], work)
@@ -135,7 +146,8 @@ def register(ctx: Context) -> None:
         async for event in stream.events():
 
             async def work(event: EventT = event) -> None:
-                apply_dead_letter_counts(tables.dlq_counts, decode(DeadLetterCounts, event.value).items)
+                changes = apply_dead_letter_counts(tables.dlq_counts, decode(DeadLetterCounts, event.value).items)
+                await write_partition(ctx.app, tables.dlq_counts, event.message.partition, changes)
 
             await ctx.guarded("dlq_counts", [event], work)
 

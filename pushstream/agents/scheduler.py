@@ -16,6 +16,7 @@ from pushstream.agents.io import Context
 from pushstream.models import IntentBatch, ScheduleCommands, decode, encode
 from pushstream.models.notifications import lane_of
 from pushstream.tables import due_keys, schedule_key
+from pushstream.tables.batch import write_partition
 
 FIRE_LIMIT = 1000  # entries per partition per tick: bounds the work of one fire command
 REFIRE_AFTER = 30.0  # seconds before the timer asks again for a key it asked to fire and did not see popped
@@ -37,22 +38,26 @@ def register(ctx: Context) -> None:
                 outbox = ctx.outbox()
                 partition = event.message.partition
                 to_delete: list[bytes] = []
+                added: dict[bytes, Any] = {}
                 for command in decode(ScheduleCommands, event.value).commands:
                     if command["op"] == "add":
-                        schedule[schedule_key(command["due"], command["id"])] = command["intent"]
+                        added[schedule_key(command["due"], command["id"])] = command["intent"]
                     elif command["op"] == "fire":
                         for hex_key in command["keys"]:
                             key = bytes.fromhex(hex_key)
-                            intent = schedule.get(key)
+                            intent = added.get(key) or schedule.get(key)
                             if intent is not None:
                                 lane = lane_of(intent["notification"]["channel"])
                                 outbox.add(topics.intents[lane], IntentBatch(**intent), key=key, partition=partition)
                                 to_delete.append(key)
+                # Batched table writes (pushstream.tables.batch): a campaign's quiet-hours deferrals are one
+                # entry per user, too many for Faust's per-key path.
+                await write_partition(app, schedule, partition, added)
                 # The intents are durable before their entries go: a crash fires them again, and the router's
                 # dedup (same origin) makes the second firing silent.
                 await outbox.flush()
+                await write_partition(app, schedule, partition, dict.fromkeys(to_delete))
                 for key in to_delete:
-                    schedule.pop(key, None)
                     firing.pop(key, None)
 
             await ctx.guarded("scheduler", [event], work)

@@ -81,6 +81,8 @@ class MergingView(BatchView):
 
 async def write_partition(app: faust.App, table: TableT, partition: int, changes: Mapping[bytes, Any]) -> None:
     """Write ``changes`` (None deletes) to one partition of ``table``: RocksDB and changelog."""
+    if not changes:
+        return
     store: Any = table.data
     db = store._db_for_partition(partition)
     key_index = store._key_index
