@@ -88,8 +88,9 @@ async def write_partition(app: faust.App, table: TableT, partition: int, changes
     key_index = store._key_index
     encoded: list[tuple[bytes, bytes | None]] = []
     batch = WriteBatch(raw_mode=True)
+    dumps, option = orjson.dumps, orjson.OPT_NON_STR_KEYS  # Faust's json codec writes int keys as strings too
     for key, value in changes.items():
-        raw = None if value is None else orjson.dumps(value)
+        raw = None if value is None else dumps(value, option=option)
         if raw is None:
             batch.delete(key)
         else:

@@ -100,9 +100,10 @@ async def test_view_reads_its_own_writes_then_writes_once(tmp_path: Path) -> Non
     store.dbs[1].close()
 
 
-@pytest.mark.parametrize("value", [{"nested": {"list": [1, 2.5, "x", None, True]}}, [], "text"])
+@pytest.mark.parametrize("value", [{"nested": {"list": [1, 2.5, "x", None, True]}}, [], "text", {7: "int key"}])
 async def test_values_are_json_faust_reads_back(tmp_path: Path, value: Any) -> None:
     app, table, store, _ = make(tmp_path)
     await write_partition(app, table, 0, {b"k": value})
-    assert json.loads(store.dbs[0][b"k"]) == value  # Faust's json codec reads what orjson wrote
+    # Faust's json codec reads what orjson wrote (and, like it, turns int keys into strings)
+    assert json.loads(store.dbs[0][b"k"]) == json.loads(json.dumps(value))
     store.dbs[0].close()
