@@ -243,12 +243,67 @@ async def route_event(ctx: Context, event: EventT) -> None:
                                                                             "done": True}})
 
 
+class Watchdog:
+    """Finds intents Faust fetched but never handed to the router, and fetches them again.
+
+    Faust's fetch loop marks a record read before the agent has it, and drops it when the flow is suspended
+    around a rebalance: the partition's position moves past an intent the router never started, and only a
+    later rebalance (seeking back to the committed offset) would fetch it again; with static membership that
+    may never come (seen after a worker restart: its share of a broadcast was never routed). Routing is
+    idempotent (cursors, batch ids, the users' memory), so fetching an intent again is safe; the check only
+    fires on a lane that has been idle a while, where nothing can be waiting in its queue.
+    """
+
+    IDLE_SECONDS = 10.0
+
+    def __init__(self) -> None:
+        self.seen: dict[Any, int] = {}  # partition → highest offset the router started
+        self.busy: dict[str, int] = {}
+        self.idle_since: dict[str, float] = {}
+
+    def started(self, lane: str, event: EventT) -> None:
+        message = event.message
+        self.seen[message.tp] = message.offset
+        self.busy[lane] = self.busy.get(lane, 0) + 1
+
+    def finished(self, lane: str) -> None:
+        self.busy[lane] -= 1
+        if not self.busy[lane]:
+            self.idle_since[lane] = time.monotonic()
+
+    def idle(self, lane: str) -> bool:
+        return (not self.busy.get(lane) and
+                time.monotonic() - self.idle_since.setdefault(lane, time.monotonic()) > self.IDLE_SECONDS)
+
+    @staticmethod
+    def first_unstarted(seen: int | None, committed: int | None) -> int:
+        """The first offset the router should still get: past what it started and what is committed."""
+        return max(-1 if seen is None else seen, -1 if committed is None else committed - 1) + 1
+
+    async def check(self, app: faust.App, topics: dict[str, faust.TopicT]) -> None:
+        if app.rebalancing or app.assignor is None:
+            return
+        consumer: Any = app.consumer
+        for lane, topic in topics.items():
+            if not self.idle(lane):
+                continue
+            name = topic.get_topic_name()
+            for tp in sorted(tp for tp in app.assignor.assigned_actives() if tp.topic == name):
+                position = await consumer.position(tp)
+                expected = self.first_unstarted(self.seen.get(tp), consumer._committed_offset.get(tp))
+                if position is not None and position > expected and not app.rebalancing:
+                    log.warning("router: %s:%d was read up to %d but the router never got offsets %d..%d; "
+                                "fetching them again", name, tp.partition, position, expected, position - 1)
+                    await consumer.seek(tp, expected)
+
+
 def register(ctx: Context) -> None:
     """One router per lane: a campaign's broadcast intents never sit in front of a transactional one."""
+    watchdog = Watchdog()
     for lane, source in ctx.topics.intents.items():
         name = "pushstream.router" + ("" if lane == "transactional" else "_bulk")
 
-        async def router(stream: StreamT, name: str = name) -> None:
+        async def router(stream: StreamT, name: str = name, lane: str = lane) -> None:
             async for event in stream.events():
 
                 async def work(event: EventT = event) -> None:
@@ -263,7 +318,16 @@ def register(ctx: Context) -> None:
                                     event.message.partition, exc_info=True)
                         abandon(ctx.app, event)
 
-                with metrics.batch_seconds.labels(name).time():
-                    await ctx.guarded(name, [event], work)
+                watchdog.started(lane, event)
+                try:
+                    with metrics.batch_seconds.labels(name).time():
+                        await ctx.guarded(name, [event], work)
+                finally:
+                    watchdog.finished(lane)
 
         ctx.app.agent(source, name=name)(router)
+
+    async def watch() -> None:
+        await watchdog.check(ctx.app, ctx.topics.intents)
+
+    ctx.app.timer(interval=5.0)(watch)
