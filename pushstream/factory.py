@@ -48,6 +48,7 @@ def create_app(rt: Runtime, role: str = "all", *, lanes: tuple[str, ...] = LANES
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         producer_linger_ms=5,
+        producer_compression_type="lz4",
         broker_commit_interval=1.0,
         stream_wait_empty=False,
         table_standby_replicas=1,

@@ -228,7 +228,7 @@ class SenderService:
         # crashed predecessor and aborts its open transaction at once.
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.servers, transactional_id=f"{self.group}-{self.instance}",
-            enable_idempotence=True, acks="all", linger_ms=2, max_batch_size=512 * 1024,
+            enable_idempotence=True, acks="all", linger_ms=2, max_batch_size=512 * 1024, compression_type="lz4",
             max_request_size=4 * 1024 * 1024, transaction_timeout_ms=15000)
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(

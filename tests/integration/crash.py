@@ -51,6 +51,10 @@ class CrashOutcome:
     after_kill: Counter[str] = field(default_factory=Counter)  # device → requests that arrived after the kill
     finals: Counter[str] = field(default_factory=Counter)  # device → final status records
     statuses: Counter[str] = field(default_factory=Counter)  # final status → devices
+    # device → (arrival, client port, path) of each request: says which process sent a repeat, and when
+    seen: dict[str, list[tuple[float, int | None, str]]] = field(default_factory=dict)
+    dead_ports: set[int] = field(default_factory=set)
+    killed_at: float = 0.0
 
     @property
     def lost(self) -> int:
@@ -72,7 +76,19 @@ class CrashOutcome:
         return (f"{self.notification_id}: killed {self.killed} after {self.killed_after} sends; "
                 f"sent {sum(self.requests.values())}, delivered {self.statuses.get('delivered', 0)}, "
                 f"repeated {self.repeated}, lost {self.lost}, repeated after the kill {self.repeated_after_kill}, "
-                f"devices with >1 final status {self.multiple_finals}")
+                f"devices with >1 final status {self.multiple_finals}" + self._repeats_after_kill())
+
+    def _repeats_after_kill(self, limit: int = 3) -> str:
+        """A few devices pushed twice after the kill, with each request's time (relative to the kill) and
+        client port (``dead`` when it was one of the killed process's)."""
+        repeated = [d for d, n in self.after_kill.items() if n > 1][:limit]
+        if not repeated:
+            return ""
+        def show(device: str) -> str:
+            return device + " " + ", ".join(
+                f"{at - self.killed_at:+.2f}s {'dead' if port in self.dead_ports else port} {path[:40]}"
+                for at, port, path in self.seen.get(device, []))
+        return "; e.g. " + " | ".join(show(d) for d in repeated)
 
 
 def provider_counts(stack: Stack) -> dict[str, int]:
@@ -171,13 +187,15 @@ async def campaign_with(stack: Stack, kafka: Kafka, kill: Kill, restart: Callabl
         if record["notification_id"] == notification_id and record["status"] in FINAL_STATUSES:
             finals[record["device_id"]] += 1
             statuses[record["status"]] += 1
-    outcome = CrashOutcome(notification_id, killed, 0, devices, finals=finals, statuses=statuses)
+    outcome = CrashOutcome(notification_id, killed, 0, devices, finals=finals, statuses=statuses,
+                           dead_ports=dead_ports, killed_at=killed_at)
     for provider in PROVIDERS:
         for request in stack.fakes.requests(provider, since=before[provider]):
             if not request["path"].startswith(("/3/device/", "/v1/projects/")):
                 continue  # OAuth token fetches
             device = device_of(provider, request["key"])
             outcome.requests[device] += 1
+            outcome.seen.setdefault(device, []).append((request["at"], request["peer_port"], request["path"]))
             if request["at"] <= killed_at:
                 outcome.killed_after += 1
             elif request["peer_port"] not in dead_ports:
