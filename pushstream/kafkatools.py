@@ -147,7 +147,36 @@ class KafkaSession:
             meta = committed.get(tp)
             done = meta.offset if meta is not None and meta.offset >= 0 else 0
             lag[tp] = max(0, int(ends[tp]) - done)
+        behind = {tp: int(ends[tp]) - lag[tp] for tp in tps if lag[tp]}
+        if behind:
+            # A transaction's commit marker takes an offset but is no record: a group that consumed the last
+            # record of a partition whose tail is a marker commits one short of the end offset for ever.
+            for tp in await self._only_markers(behind, ends):
+                lag[tp] = 0
         return lag
+
+    async def _only_markers(self, committed: Mapping[TopicPartition, int],
+                            ends: Mapping[TopicPartition, int]) -> list[TopicPartition]:
+        """The partitions with no record (of any transaction state) from the committed offset to the end."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+                                    client_id=self.client_id, isolation_level="read_uncommitted")
+        async with started(consumer, self.bootstrap):
+            consumer.assign(list(committed))
+            for tp, offset in committed.items():
+                consumer.seek(tp, offset)
+            found: set[TopicPartition] = set()
+            waiting = set(committed)
+            deadline = asyncio.get_running_loop().time() + 2.0
+            while waiting and asyncio.get_running_loop().time() < deadline:
+                batch = await consumer.getmany(*waiting, timeout_ms=200)
+                for tp, records in batch.items():
+                    if any(r.offset < ends[tp] for r in records):
+                        found.add(tp)
+                        waiting.discard(tp)
+                for tp in list(waiting):
+                    if await consumer.position(tp) >= ends[tp]:
+                        waiting.discard(tp)  # read to the end: only markers were there
+            return [tp for tp in committed if tp not in found and tp not in waiting]
 
     async def delete_topics(self, names: Iterable[str]) -> list[str]:
         names = sorted(set(names))
