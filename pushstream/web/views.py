@@ -30,8 +30,7 @@ ROUTED_HEADER = "X-Pushstream-Routed"
 
 
 def error(view: View, status: int, message: str, detail: Any = None) -> Response:
-    return view.bytes(orjson.dumps({"error": message, "detail": detail}), status=status,
-                      content_type="application/json")
+    return view.bytes(errors.error_body(status, message, detail), status=status, content_type="application/json")
 
 
 def authorize(rt: Runtime, view: View, request: Request, app_id: str) -> Response | None:
