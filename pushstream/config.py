@@ -7,9 +7,11 @@ offending key or path; a misspelt key silently ignored is how a production confi
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 import types
 import typing
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,13 +84,23 @@ class WebPushSettings:
 
 @dataclass(frozen=True)
 class AppSettings:
-    api_keys: tuple[str, ...] = field(default=(), repr=False)  # secrets: never in a repr or a log line
+    # Secrets: never in a repr or a log line. After loading, the inline keys and api_keys_file's, together.
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    # One key per line; blank lines and lines starting with '#' are ignored (contract §3).
+    api_keys_file: Path | None = None
+    # The IANA zone of the app's users when neither their preferences nor their device name one.
+    default_timezone: str | None = None
     apns: ApnsSettings | None = None
     fcm: FcmSettings | None = None
     webpush: WebPushSettings | None = None
 
     def platform_configured(self, platform: str) -> bool:
         return getattr(self, platform, None) is not None
+
+    @property
+    def default_zone(self) -> dt.tzinfo:
+        """default_timezone as a zone (validated at load time), else UTC."""
+        return zoneinfo.ZoneInfo(self.default_timezone) if self.default_timezone else dt.UTC
 
 
 @dataclass(frozen=True)
@@ -158,7 +170,7 @@ class Settings:
 
 
 # Fields that are paths to files that must exist (secrets and trust anchors).
-_FILE_FIELDS = {"key_file", "ca_file", "credentials_file", "vapid_private_key_file"}
+_FILE_FIELDS = {"key_file", "ca_file", "credentials_file", "vapid_private_key_file", "api_keys_file"}
 # Settings fields filled by the loader, never by the file.
 _INTERNAL_FIELDS = {"base_dir"}
 
@@ -195,12 +207,35 @@ def settings_from_mapping(
         if env and env.get(var):
             kafka[key] = env[var]
     raw["kafka"] = kafka
-    settings = _build(Settings, raw, prefix="", ctx=_Ctx(base_dir, source))
-    for app_id in settings.apps:
+    ctx = _Ctx(base_dir, source)
+    settings = _build(Settings, raw, prefix="", ctx=ctx)
+    apps = {}
+    for app_id, app in settings.apps.items():
         # Keys of user tables and topics are "{app_id}/{user_id}" (pushstream.rules.keys.user_key).
         if not app_id or "/" in app_id:
             raise ConfigError(f"{source}: apps.{app_id}: an app id must be non-empty and without '/'")
-    return dataclasses.replace(settings, base_dir=base_dir)
+        apps[app_id] = _finish_app(app, f"apps.{app_id}.", ctx)
+    return dataclasses.replace(settings, apps=apps, base_dir=base_dir)
+
+
+def _finish_app(app: AppSettings, prefix: str, ctx: _Ctx) -> AppSettings:
+    """The checks and merges of one app that need more than a field's type: its time zone, its key file."""
+    if app.default_timezone is not None:
+        try:
+            zoneinfo.ZoneInfo(app.default_timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            raise ctx.error(f"{prefix}default_timezone",
+                            f"{app.default_timezone!r} is not an IANA time zone (e.g. Europe/Berlin)") from None
+    if app.api_keys_file is None:
+        return app
+    try:
+        text = app.api_keys_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        # The error names the file, never its content.
+        raise ctx.error(f"{prefix}api_keys_file", f"cannot read {app.api_keys_file}: {type(exc).__name__}") from None
+    from_file = [line.strip() for line in text.splitlines()]
+    keys = [k for k in from_file if k and not k.startswith("#")]
+    return dataclasses.replace(app, api_keys=tuple(dict.fromkeys((*app.api_keys, *keys))))
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,7 @@ async def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox
     settings, topics, preferences = ctx.rt.settings, ctx.topics, ctx.tables.preferences
     app_id, nid, channel = n["app_id"], n["id"], n["channel"]
     app_settings = settings.app(app_id)
+    default_zone = app_settings.default_zone if app_settings is not None else dt.UTC
     lane = lane_of(channel)
     render = render or PayloadCache(n)
     at = iso(now)
@@ -107,6 +108,7 @@ async def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox
             render=render,
             origin=intent.origin,
             only_devices=(intent.devices or {}).get(user_id) if intent.devices is not None else None,
+            default_zone=default_zone,
         )
         for platform, items in result.deliveries.items():
             batches.setdefault(platform, []).extend(items)

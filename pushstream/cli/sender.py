@@ -22,6 +22,7 @@ from pushstream import metrics as metrics_
 from pushstream.agents.senders import SenderService
 from pushstream.models.vocabulary import LANES, PLATFORMS
 from pushstream.runtime import Runtime
+from pushstream.web import errors
 
 log = logging.getLogger("pushstream.sender")
 
@@ -59,16 +60,13 @@ def web_app(services: Sequence[SenderService]) -> web.Application:
     async def state(request: web.Request) -> web.Response:
         return web.Response(body=orjson.dumps([s.describe() for s in services]), content_type="application/json")
 
-    async def not_found(request: web.Request) -> web.Response:
-        return web.json_response({"error": "not_found", "detail": request.path}, status=404)
-
-    application = web.Application(middlewares=[logs.access_middleware()])
+    # Unknown routes (404), wrong methods (405) and uncaught errors (500) answer JSON, as the router's do.
+    application = web.Application(middlewares=[logs.access_middleware(), errors.json_errors_middleware()])
     application.router.add_get("/healthz", healthz)
     application.router.add_get("/readyz", readyz)
     application.router.add_get("/metrics", metrics)
     application.router.add_get("/debug/tasks", tasks)
     application.router.add_get("/debug/senders", state)
-    application.router.add_route("*", "/{tail:.*}", not_found)
     return application
 
 

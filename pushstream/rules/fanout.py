@@ -37,6 +37,7 @@ def fan_out_user(
     render: Renderer,
     origin: str | None = None,
     only_devices: list[str] | None = None,
+    default_zone: dt.tzinfo = dt.UTC,
 ) -> UserFanOut:
     """``origin`` names the request record being processed. When the user already got the notification from
     that very record, this is a replay after a crash: it produces nothing, not even duplicate statuses.
@@ -56,7 +57,7 @@ def fan_out_user(
     duplicate = False
     for device_id, device in devices.items():
         platform = device["platform"]
-        verdict = decide(device, app_id, notification, prefs, decide_state, now)
+        verdict = decide(device, app_id, notification, prefs, decide_state, now, default_zone)
         if verdict.action == "skip":
             continue
         if verdict.action == "suppressed":
@@ -81,7 +82,7 @@ def fan_out_user(
         else:
             item["token"] = device["token"]
         result.deliveries.setdefault(platform, []).append(item)
-        delivered_zone = delivered_zone or preferences.user_zone(prefs, device.get("timezone"))
+        delivered_zone = delivered_zone or preferences.user_zone(prefs, device.get("timezone"), default_zone)
     final = any(status != "deferred" for _, _, status, _ in result.outcomes)
     if not duplicate and (final or result.deliveries):
         day = preferences.day_bucket(delivered_zone, now) if delivered_zone else None

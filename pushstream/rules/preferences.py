@@ -18,14 +18,16 @@ def opted_in(prefs: dict[str, Any] | None, channel: str, category: str | None) -
     return not (category is not None and prefs.get("categories", {}).get(category) is False)
 
 
-def user_zone(prefs: dict[str, Any] | None, device_tz: str | None) -> dt.tzinfo:
-    name = (prefs or {}).get("timezone") or device_tz
-    if name:
-        try:
-            return zoneinfo.ZoneInfo(name)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError, OSError):
-            pass
-    return dt.UTC
+def user_zone(prefs: dict[str, Any] | None, device_tz: str | None, default: dt.tzinfo = dt.UTC) -> dt.tzinfo:
+    """The zone of the user's quiet hours and daily caps: the preferences' zone, else the device's, else the app's
+    ``default_timezone`` (``default``, UTC when the app names none). A name that is no zone is passed over."""
+    for name in ((prefs or {}).get("timezone"), device_tz):
+        if name:
+            try:
+                return zoneinfo.ZoneInfo(name)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError, OSError):
+                pass
+    return default
 
 
 def _hhmm(value: str) -> dt.time:

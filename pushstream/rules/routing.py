@@ -32,6 +32,7 @@ def decide(
     prefs: dict[str, Any] | None,
     state: dict[str, Any] | None,
     now: dt.datetime,
+    default_zone: dt.tzinfo = dt.UTC,
 ) -> Verdict:
     """What happens to one notification on one device of one user."""
     if preferences.already_sent(state, notification["id"]):
@@ -47,7 +48,7 @@ def decide(
     channel = notification["channel"]
     if not preferences.opted_in(prefs, channel, notification.get("category")):
         return Verdict("suppressed", "opt_out")
-    zone = preferences.user_zone(prefs, device.get("timezone"))
+    zone = preferences.user_zone(prefs, device.get("timezone"), default_zone)
     if preferences.cap_exceeded(prefs, state, channel, preferences.day_bucket(zone, now)):
         return Verdict("suppressed", "frequency_cap")
     if channel != "transactional":

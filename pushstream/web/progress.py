@@ -13,6 +13,7 @@ from faust.web import Request, Response, View
 from pushstream.agents.io import Context
 from pushstream.rules.progress import progress_document
 from pushstream.tables import table_key
+from pushstream.web import errors
 
 # (view, request, table name, key, answer when local) → the answer of the key's owner
 Routed = Callable[[View, Request, str, str, Callable[[], Awaitable[Response]]], Awaitable[Response]]
@@ -43,9 +44,9 @@ def register(ctx: Context, routed: Routed, authorize: Authorize) -> None:
             async def local() -> Response:
                 doc = tables.progress.get(table_key(key))
                 if doc is None:
-                    return json_answer(self, {"error": "not_found",
-                                              "detail": f"no status recorded for notification {notification_id!r}"},
-                                       404)
+                    return self.bytes(errors.error_body(404, "not_found",
+                                                        f"no status recorded for notification {notification_id!r}"),
+                                      status=404, content_type="application/json")
                 return json_answer(self, progress_document(doc))
 
             return await routed(self, request, tables.progress.name, key, local)

@@ -24,14 +24,13 @@ from pushstream.rules.keys import user_key
 from pushstream.rules.registry import public_device
 from pushstream.runtime import Runtime
 from pushstream.tables import table_key
-from pushstream.web import progress
+from pushstream.web import errors, openapi, progress
 
 ROUTED_HEADER = "X-Pushstream-Routed"
 
 
 def error(view: View, status: int, message: str, detail: Any = None) -> Response:
-    return view.bytes(orjson.dumps({"error": message, "detail": detail}), status=status,
-                      content_type="application/json")
+    return view.bytes(errors.error_body(status, message, detail), status=status, content_type="application/json")
 
 
 def authorize(rt: Runtime, view: View, request: Request, app_id: str) -> Response | None:
@@ -53,6 +52,8 @@ def register(ctx: Context, ready_checks: Callable[[], dict[str, bool]] | None = 
     app = ctx.app
     web_driver: Any = app.web  # the aiohttp driver: its application takes the access-log middleware
     web_driver.web_app.middlewares.append(logs.access_middleware())
+    # Inside the access log, so it logs the status of the JSON answer; aiohttp's own 404/405/413 included.
+    web_driver.web_app.middlewares.append(errors.json_errors_middleware())
 
     def _ident(url: Any) -> tuple[str, int]:
         return (url.host or "", int(url.port or 80))
@@ -118,9 +119,10 @@ def register(ctx: Context, ready_checks: Callable[[], dict[str, bool]] | None = 
         if denied is not None:
             return denied
         settings = ctx.rt.settings
-        raw = await request.read()
+        limit = settings.limits.max_record_bytes
         try:
-            data = load_json_object(raw, max_bytes=settings.limits.max_record_bytes)
+            raw = await read_body(request, limit)
+            data = load_json_object(raw, max_bytes=limit)
             if data.setdefault("app_id", app_id) != app_id:
                 raise Invalid("bad_field", "'app_id' in the body differs from the URL")
             if kind == "notification":
@@ -173,6 +175,13 @@ def register(ctx: Context, ready_checks: Callable[[], dict[str, bool]] | None = 
                               status=200 if ready else 503, content_type="application/json")
 
 
+    document = openapi.document_bytes()
+
+    @app.page("/openapi.json")
+    class OpenApi(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(document, content_type="application/json")
+
     @app.page("/debug/consumer")
     class ConsumerState(View):
         async def get(self, request: Request) -> Response:
@@ -183,6 +192,20 @@ def register(ctx: Context, ready_checks: Callable[[], dict[str, bool]] | None = 
     class Metrics(View):
         async def get(self, request: Request) -> Response:
             return self.bytes(metrics.render(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+async def read_body(request: Any, limit: int) -> bytes:
+    """The request body, read no further than ``limit`` + 1 bytes: a body over the record limit is the same 400
+    `oversize` as a record over it on Kafka, whatever its size and whether or not it announced a length."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise Invalid("oversize", f"request body is {length} bytes, the limit is {limit}")
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise Invalid("oversize", f"request body is over the limit of {limit} bytes")
+    return bytes(body)
 
 
 def consumer_state(app: Any) -> dict[str, Any]:

@@ -432,3 +432,75 @@ def test_settings_from_mapping_does_not_modify_its_input(tmp_path: Path) -> None
 def test_settings_from_mapping_rejects_a_non_mapping(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="inline: the top level must be a mapping"):
         settings_from_mapping(["x"], base_dir=tmp_path, source="inline")
+
+
+# --- api_keys_file and default_timezone -----------------------------------------------------------
+
+
+def test_api_keys_file_gives_one_key_per_line_without_blanks_and_comments(tmp_path: Path) -> None:
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "shop.keys").write_text("# rotated 2026-11\nk-file-1\n\n   \n  k-file-2  \n#k-old\n")
+    text = """\
+apps:
+  shop: {api_keys_file: keys/shop.keys}
+"""
+    settings = load(tmp_path, text)
+    shop = settings.apps["shop"]
+    assert shop.api_keys == ("k-file-1", "k-file-2")
+    assert shop.api_keys_file == tmp_path / "keys" / "shop.keys"
+    assert settings.app_for_key("k-file-2") == "shop"
+    assert settings.app_for_key("#k-old") is None and settings.app_for_key("") is None
+    assert "k-file" not in repr(settings)
+
+
+def test_inline_keys_and_the_keys_file_are_a_union(tmp_path: Path) -> None:
+    (tmp_path / "demo.keys").write_text("k-shared\nk-file\n")
+    text = """\
+apps:
+  demo: {api_keys: ["k-inline", "k-shared"], api_keys_file: demo.keys}
+"""
+    settings = load(tmp_path, text)
+    assert settings.apps["demo"].api_keys == ("k-inline", "k-shared", "k-file")
+    assert {settings.app_for_key(k) for k in ("k-inline", "k-shared", "k-file")} == {"demo"}
+
+
+def test_an_app_with_neither_keys_nor_a_keys_file_has_no_http_access(tmp_path: Path) -> None:
+    (tmp_path / "empty.keys").write_text("# nobody yet\n\n")
+    text = """\
+apps:
+  demo: {}
+  shop: {api_keys_file: empty.keys}
+"""
+    settings = load(tmp_path, text)
+    assert settings.apps["demo"].api_keys == () and settings.apps["shop"].api_keys == ()
+    assert settings.app_for_key("# nobody yet") is None
+
+
+def test_a_missing_or_unreadable_keys_file_names_the_key(tmp_path: Path) -> None:
+    missing = config_error(tmp_path, "apps:\n  demo: {api_keys_file: nope.keys}\n")
+    assert "apps.demo.api_keys_file" in missing and "file not found" in missing
+    (tmp_path / "binary.keys").write_bytes(b"\xff\xfe secret\n")
+    unreadable = config_error(tmp_path, "apps:\n  demo: {api_keys_file: binary.keys}\n")
+    assert "apps.demo.api_keys_file" in unreadable and "secret" not in unreadable
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "UTC", "America/Argentina/Buenos_Aires"])
+def test_default_timezone_is_an_iana_zone_exposed_as_a_zone(tmp_path: Path, zone: str) -> None:
+    import zoneinfo
+
+    settings = load(tmp_path, f"apps:\n  demo: {{default_timezone: {zone}}}\n")
+    assert settings.apps["demo"].default_timezone == zone
+    assert settings.apps["demo"].default_zone == zoneinfo.ZoneInfo(zone)
+
+
+def test_without_default_timezone_the_default_zone_is_utc(tmp_path: Path) -> None:
+    import datetime as dt
+
+    settings = load(tmp_path, MINIMAL_APP)
+    assert settings.apps["demo"].default_timezone is None and settings.apps["demo"].default_zone == dt.UTC
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus_Mons", "Europe", "../../etc/passwd", "''", "42"])
+def test_an_unknown_default_timezone_is_a_config_error_naming_the_key(tmp_path: Path, zone: str) -> None:
+    message = config_error(tmp_path, f"apps:\n  shop: {{default_timezone: {zone}}}\n")
+    assert "apps.shop.default_timezone" in message

@@ -17,7 +17,8 @@ from pushstream.config import Settings, load_settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "pushstream.example.yaml"
 # The loader checks that key and certificate files exist; the example's are placeholders.
-PLACEHOLDER_FILES = ["keys/AuthKey_ABC123DEFG.p8", "certs/ca.pem", "keys/service-account.json", "keys/vapid.pem"]
+PLACEHOLDER_FILES = ["keys/AuthKey_ABC123DEFG.p8", "certs/ca.pem", "keys/service-account.json", "keys/vapid.pem",
+                     "keys/demo-api-keys.txt"]
 
 
 def accepted_keys(cls: type, prefix: str = "") -> Iterator[str]:

@@ -108,3 +108,24 @@ async def test_merging_view_writes_the_merge_of_the_table_the_read_and_the_set_v
     await view.write(SimpleNamespace(producer=FakeProducer()), 0)
     assert calls == [("theirs", "read", "mine"), (None, None, "fresh")]
     assert (table.get(b"demo/u-1"), table.get(b"demo/u-2")) == ("mine", "fresh")
+
+
+@pytest.mark.asyncio
+async def test_the_router_counts_the_day_in_the_apps_default_timezone() -> None:
+    """Kiritimati (UTC+14) and Pago Pago (UTC-11) are 25 hours apart: their dates always differ."""
+    import dataclasses
+    import zoneinfo
+
+    from factories import settings
+
+    for zone in ("Pacific/Kiritimati", "Pacific/Pago_Pago"):
+        base = settings()
+        app_settings = dataclasses.replace(base, apps={"demo": dataclasses.replace(base.apps["demo"],
+                                                                                   default_timezone=zone)})
+        ctx, tp = context([GatedOutbox(None, [], "bulk")], app_settings)
+        before = dt.datetime.now(zoneinfo.ZoneInfo(zone)).date().isoformat()
+        await route_event(ctx, event(tp, 1, id=f"n-{zone}", channel="marketing", target={"user_ids": ["u-1"]}))
+        after = dt.datetime.now(zoneinfo.ZoneInfo(zone)).date().isoformat()
+        counts = ctx.tables.user_state[table_key(USER)]["counts"]
+        assert set(counts) <= {before, after} and len(counts) == 1, (zone, counts)
+        assert next(iter(counts.values())) == {"marketing": 1}

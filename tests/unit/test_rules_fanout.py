@@ -46,6 +46,7 @@ def fan_out(
     configured: tuple[str, ...] = ("apns", "fcm", "webpush"),
     render: RecordingRenderer | None = None,
     origin: str | None = None,
+    default_zone: dt.tzinfo = dt.UTC,
     **n: Any,
 ) -> UserFanOut:
     return fan_out_user(
@@ -59,6 +60,7 @@ def fan_out(
         configured=lambda p: p in configured,
         render=render or RecordingRenderer(),
         origin=origin,
+        default_zone=default_zone,
     )
 
 
@@ -115,6 +117,32 @@ def test_the_count_goes_to_the_local_day_of_the_user() -> None:
     late = dt.datetime(2026, 11, 22, 23, 30, tzinfo=dt.UTC)
     result = fan_out({"d-1": device("d-1", timezone="Europe/Berlin")}, now=late, channel="marketing")
     assert result.state is not None and result.state["counts"] == {"2026-11-23": {"marketing": 1}}
+
+
+def test_the_count_goes_to_the_local_day_of_the_apps_default_zone_when_user_and_device_have_none() -> None:
+    import zoneinfo
+
+    late = dt.datetime(2026, 11, 22, 23, 30, tzinfo=dt.UTC)
+    berlin = zoneinfo.ZoneInfo("Europe/Berlin")
+    result = fan_out({"d-1": device("d-1")}, now=late, channel="marketing", default_zone=berlin)
+    assert result.state is not None and result.state["counts"] == {"2026-11-23": {"marketing": 1}}
+    # the device's zone still wins over the app's
+    result = fan_out({"d-1": device("d-1", timezone="UTC")}, now=late, channel="marketing", default_zone=berlin)
+    assert result.state is not None and result.state["counts"] == {"2026-11-22": {"marketing": 1}}
+
+
+def test_quiet_hours_in_the_apps_default_zone_defer_the_device() -> None:
+    import zoneinfo
+
+    night = dt.datetime(2026, 11, 22, 22, 30, tzinfo=dt.UTC)  # 23:30 in Berlin, 17:30 in New York
+    prefs = {"quiet_hours": {"start": "22:00", "end": "07:00"}}
+    deferred = fan_out({"d-1": device("d-1")}, prefs=prefs, now=night, channel="marketing",
+                       default_zone=zoneinfo.ZoneInfo("Europe/Berlin"))
+    assert deferred.deferred == ["d-1"] and deferred.deliveries == {}
+    assert deferred.deferred_until == dt.datetime(2026, 11, 23, 6, 0, tzinfo=dt.UTC)
+    sent = fan_out({"d-1": device("d-1")}, prefs=prefs, now=night, channel="marketing",
+                   default_zone=zoneinfo.ZoneInfo("America/New_York"))
+    assert sent.deferred == [] and list(sent.deliveries) == ["apns"]
 
 
 def test_a_platform_the_app_has_not_configured_is_dead_lettered() -> None:

@@ -388,3 +388,27 @@ def test_memory_constants_are_sane() -> None:
     # A week of dedup memory and at least today and yesterday for caps (local days straddle UTC days).
     assert preferences.SENT_MEMORY_SECONDS >= 24 * 3600
     assert preferences.COUNT_DAYS_KEPT >= 2
+
+
+TOKYO = zoneinfo.ZoneInfo("Asia/Tokyo")
+
+
+@pytest.mark.parametrize(
+    ("prefs", "device_tz", "expected"),
+    [
+        # the app's default_timezone only when neither the user nor the device names a usable zone
+        (None, None, TOKYO),
+        ({"timezone": None}, "", TOKYO),
+        ({"timezone": "Not/AZone"}, None, TOKYO),
+        (None, "Europe", TOKYO),
+        ({"timezone": "Europe/Berlin"}, None, BERLIN),
+        (None, "America/New_York", NEW_YORK),
+        ({"timezone": "Asia/Kolkata"}, "America/New_York", KOLKATA),
+        # a user's zone that is no zone is passed over for the device's, not for the default
+        ({"timezone": "Not/AZone"}, "America/New_York", NEW_YORK),
+    ],
+)
+def test_user_zone_falls_back_to_the_apps_default_zone(
+    prefs: dict[str, Any] | None, device_tz: str | None, expected: dt.tzinfo
+) -> None:
+    assert user_zone(prefs, device_tz, TOKYO) == expected

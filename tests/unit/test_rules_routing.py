@@ -152,3 +152,30 @@ def test_the_frequency_cap_counts_the_users_local_day() -> None:
 def test_a_device_without_an_active_flag_counts_as_active() -> None:
     legacy = {k: v for k, v in device().items() if k != "active"}
     assert verdict(legacy) == DELIVER
+
+
+def test_quiet_hours_fall_back_to_the_apps_default_zone_when_neither_user_nor_device_has_one() -> None:
+    import zoneinfo
+
+    prefs = {"quiet_hours": {"start": "22:00", "end": "07:00"}}
+    n = notification(channel="marketing")
+    berlin, new_york = zoneinfo.ZoneInfo("Europe/Berlin"), zoneinfo.ZoneInfo("America/New_York")
+    # 22:30 UTC: 23:30 in Berlin (quiet), 17:30 in New York (not), 22:30 in UTC (quiet, ends 07:00 UTC)
+    assert decide(device(), "demo", n, prefs, None, NIGHT, berlin) == Verdict("deferred", "quiet_hours", QUIET_END)
+    assert decide(device(), "demo", n, prefs, None, NIGHT, new_york) == DELIVER
+    assert decide(device(), "demo", n, prefs, None, NIGHT) == Verdict(
+        "deferred", "quiet_hours", dt.datetime(2026, 11, 23, 7, 0, tzinfo=dt.UTC))
+    # the device's zone wins over the app's, and the user's over both
+    assert decide(device(timezone="America/New_York"), "demo", n, prefs, None, NIGHT, berlin) == DELIVER
+    assert decide(device(timezone="America/New_York"), "demo", n, {**prefs, "timezone": "Europe/Berlin"}, None,
+                  NIGHT, new_york) == Verdict("deferred", "quiet_hours", QUIET_END)
+
+
+def test_the_daily_cap_counts_in_the_apps_default_zone_when_user_and_device_have_none() -> None:
+    import zoneinfo
+
+    # 23:30 UTC on the 22nd is the 23rd in Berlin: yesterday's count (the 22nd's) does not cap today.
+    late = dt.datetime(2026, 11, 22, 23, 30, tzinfo=dt.UTC)
+    n = notification(channel="marketing")
+    assert decide(device(), "demo", n, CAPPED, CAPPED_STATE, late) == Verdict("suppressed", "frequency_cap")
+    assert decide(device(), "demo", n, CAPPED, CAPPED_STATE, late, zoneinfo.ZoneInfo("Europe/Berlin")) == DELIVER
