@@ -79,7 +79,7 @@ def choose(letter: dict[str, Any], *, delivery_topics: frozenset[str] | set[str]
         return Choice(NOT_A_DELIVERY, why)
     try:
         value = orjson.loads(letter.get("value") or b"") if letter.get("value_encoding", "utf-8") == "utf-8" else None
-    except orjson.JSONDecodeError:
+    except (orjson.JSONDecodeError, TypeError):
         value = None
     item = value.get("item") if isinstance(value, dict) else None
     if not isinstance(item, dict) or not item.get("device_id") or not item.get("user_id"):
