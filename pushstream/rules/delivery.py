@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pushstream.providers.outcome import Action, Verdict
-from pushstream.rules.retry import MAX_DELAY_SECONDS, RetryPolicy, attempt_class, retry_delay
+from pushstream.rules.retry import MAX_DELAY_SECONDS, attempt_class, wait_seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +48,10 @@ def dispose(verdict: Verdict, *, attempt: int, max_attempts: int, now: float, ba
     # RETRY and REAUTH: try again later unless out of attempts or out of time.
     if now_or_never:
         return Disposition("failed", "expired")
-    policy = RetryPolicy(max_attempts, base, cap, retry_after_cap, attempts_by_class or {})
-    if attempt >= policy.attempts(attempt_class(verdict)):
+    limit = attempts_by_class.get(attempt_class(verdict), max_attempts) if attempts_by_class else max_attempts
+    if attempt >= limit:
         return Disposition("dead_lettered", f"retries_exhausted:{verdict.reason}", dead_letter=True)
-    retry_at = now + retry_delay(verdict, attempt, policy, rng)
+    retry_at = now + wait_seconds(verdict.retry_after, attempt, base, cap, retry_after_cap, rng)
     if expires_at is not None and retry_at > expires_at:
         return Disposition("suppressed", "expired")
     return Disposition("retrying", verdict.reason, retry_at=retry_at)

@@ -78,9 +78,15 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | No
 def retry_delay(verdict: Verdict, attempt: int, policy: RetryPolicy, rng: random.Random | None = None) -> float:
     """Seconds from the provider's answer until the next try: the jittered backoff, or the provider's
     Retry-After when that is longer (capped by ``policy.retry_after_cap``), never past the last band."""
-    delay = backoff_delay(attempt, policy.base, policy.cap, rng)
-    if verdict.retry_after is not None and verdict.retry_after > 0:
-        delay = max(delay, min(verdict.retry_after, policy.retry_after_cap))
+    return wait_seconds(verdict.retry_after, attempt, policy.base, policy.cap, policy.retry_after_cap, rng)
+
+
+def wait_seconds(retry_after: float | None, attempt: int, base: float, cap: float, retry_after_cap: float,
+                 rng: random.Random | None = None) -> float:
+    """`retry_delay` over plain values (what `rules.delivery.dispose` calls once per retried device)."""
+    delay = backoff_delay(attempt, base, cap, rng)
+    if retry_after is not None and retry_after > 0:
+        delay = max(delay, min(retry_after, retry_after_cap))
     return min(delay, MAX_DELAY_SECONDS)
 
 
