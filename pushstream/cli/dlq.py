@@ -51,6 +51,8 @@ def sender_topics(settings: Settings) -> set[str]:
 
 async def read_sources(bootstrap: str, wanted: set[Source]) -> dict[Source, dict[str, Any]]:
     """The source records still in their topics (retention may have removed some), decoded."""
+    if not wanted:
+        return {}
     spans: dict[str, dict[int, Span]] = defaultdict(dict)
     for source in wanted:
         span = spans[source.topic].get(source.partition)

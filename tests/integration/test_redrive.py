@@ -56,6 +56,9 @@ async def test_redrive_after_an_outage_delivers_each_dead_letter_once(
         dry = d.cli("dlq", "redrive", "--dry-run")
         assert f"retries_exhausted:ServiceUnavailable: would re-send {len(USERS)} devices" in dry.stdout, dry.stdout
         assert "dlq read" in dry.stderr  # the progress line
+        for narrower in (["--since", "2099-01-01T00:00Z"], ["--reason", "failed"]):
+            none = d.cli("dlq", "redrive", "--dry-run", *narrower)
+            assert "0 devices would re-send in 0 batches" in none.stdout, none.stdout
         real = d.cli("dlq", "redrive", "--reason", "retries_exhausted")
         assert f"{len(USERS)} devices re-sent" in real.stdout, real.stdout
         statuses = await kafka.read_json("pushstream.status", timeout=90, until=lambda s: sum(
