@@ -1,10 +1,11 @@
 """`pushstream dlq redrive [--reason R] [--since T] [--dry-run]` (contract §5): re-send dead-lettered deliveries
-once their cause is fixed (a provider outage over, a credential replaced).
+once their cause is fixed (a provider outage over, a credential replaced, a provider section added).
 
-The decisions are `pushstream.rules.redrive`'s. Here: read the DLQ up to its current end, group the delivery
-letters by source record and reason, read those source records back (they hold the devices' addresses, which
-the dead letters do not), and publish one delivery batch per group to the lane's delivery topic, placed by its
-batch id so the sender that owns it remembers whether it sent it already."""
+The decisions are `pushstream.rules.redrive`'s. Here: read the DLQ up to its current end, group the letters by
+source record and reason, read those source records back (they hold the devices' addresses or the
+notification, which the dead letters do not), and publish per group one delivery batch to the lane's delivery
+topic, placed by its batch id so the sender that owns it remembers whether it sent it already, or one intent
+back to the source intent's partition, where the router remembers whether it routed that origin."""
 
 from __future__ import annotations
 
@@ -20,11 +21,19 @@ from aiokafka import AIOKafkaProducer
 from pushstream.agents.senders import delivery_topic, retry_topic
 from pushstream.config import Settings
 from pushstream.kafkatools import KafkaSession, Progress, Span, TopicMissing, parse_time, read_range, started
-from pushstream.models import DeliveryBatch, encode
+from pushstream.models import DeliveryBatch, IntentBatch, encode
 from pushstream.models.notifications import lane_of
 from pushstream.models.vocabulary import LANES, PLATFORMS
 from pushstream.rules.keys import partition_for
-from pushstream.rules.redrive import NOT_A_DELIVERY, REDRIVEN, Choice, Source, choose, redrive_batch
+from pushstream.rules.redrive import (
+    NOT_A_DELIVERY,
+    REDRIVEN,
+    Choice,
+    Source,
+    choose,
+    redrive_batch,
+    redrive_intent,
+)
 from pushstream.rules.retry import RETRY_BANDS
 from pushstream.topology import TopicLayout, kafka_bootstrap
 
@@ -47,6 +56,11 @@ def sender_topics(settings: Settings) -> set[str]:
     names = {delivery_topic(p, lane) for p in PLATFORMS for lane in LANES}
     names |= {retry_topic(p, lane, band) for p in PLATFORMS for lane in LANES for band in RETRY_BANDS}
     return {settings.topic(n) for n in names}
+
+
+def intent_topics(settings: Settings) -> set[str]:
+    """Broker-side names of the intents topics: the sources of the router's dead letters about one device."""
+    return {settings.topic("pushstream.intents"), settings.topic("pushstream.intents.bulk")}
 
 
 async def read_sources(bootstrap: str, wanted: set[Source]) -> dict[Source, dict[str, Any]]:
@@ -88,7 +102,7 @@ async def redrive(settings: Settings, layout: TopicLayout, args: argparse.Namesp
         ends = await session.end_offsets(dlq, partitions)
     spans = {p: Span(begins[p], ends[p]) for p in partitions}
     progress = Progress(sum(s.size for s in spans.values()), label="dlq read")
-    topics = sender_topics(settings)
+    topics, intents = sender_topics(settings), intent_topics(settings)
     choices: list[Choice] = []
     async for record in read_range(bootstrap, dlq, spans):
         progress.advance()
@@ -98,7 +112,8 @@ async def redrive(settings: Settings, layout: TopicLayout, args: argparse.Namesp
             letter = {}
         if not isinstance(letter, dict):
             letter = {}
-        choices.append(choose(letter, delivery_topics=topics, reason=args.reason, since=since))
+        choices.append(choose(letter, delivery_topics=topics, intent_topics=intents, reason=args.reason,
+                              since=since))
     progress.finish()
 
     groups: dict[tuple[Source, str], set[tuple[str, str]]] = defaultdict(set)
@@ -110,11 +125,24 @@ async def redrive(settings: Settings, layout: TopicLayout, args: argparse.Namesp
             skipped[choice.reason] += 1
     sources = await read_sources(bootstrap, {source for source, _ in groups})
     batches: list[tuple[str, DeliveryBatch]] = []
+    reroutes: list[tuple[Source, IntentBatch]] = []
     by_reason: Counter[str] = Counter()
     gone: Counter[str] = Counter()
     for (source, reason), devices in sorted(groups.items(), key=lambda g: (g[0][0].topic, g[0][0].partition,
                                                                             g[0][0].offset, g[0][1])):
         value = sources.get(source)
+        if source.topic in intents:
+            planned = redrive_intent(value, source, reason, devices) if isinstance(value, dict) else None
+            try:
+                intent = IntentBatch(**planned) if planned is not None else None
+            except Exception:  # a source record that is not an intent after all
+                intent = None
+            if intent is None:
+                gone[reason] += len(devices)
+            else:
+                by_reason[reason] += len(devices)
+                reroutes.append((source, intent))
+            continue
         built = redrive_batch(value, source, reason, devices) if isinstance(value, dict) else None
         if built is None:
             gone[reason] += len(devices)
@@ -134,8 +162,8 @@ async def redrive(settings: Settings, layout: TopicLayout, args: argparse.Namesp
         print(f"{reason}: {n} device{'s' if n != 1 else ''} not re-sendable (source record gone)", file=out)
     for reason, n in sorted(skipped.items()):
         print(f"{reason}: {n} dead letter{'s' if n != 1 else ''} not a delivery (left alone)", file=out)
-    if not args.dry_run and batches:
-        sending = Progress(len(batches), label="redrive")
+    if not args.dry_run and (batches or reroutes):
+        sending = Progress(len(batches) + len(reroutes), label="redrive")
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5,
                                     client_id="pushstream-redrive")
         async with started(producer, bootstrap):
@@ -147,11 +175,18 @@ async def redrive(settings: Settings, layout: TopicLayout, args: argparse.Namesp
                 pending.append(await producer.send(settings.topic(topic), encode(batch),
                                                    key=batch.batch_id.encode(), partition=partition))
                 sending.advance()
+            for source, intent in reroutes:
+                # Back to the intent's own partition: the user's partition, where the router holds its devices.
+                key = f"{intent.notification.get('app_id')}/{intent.notification.get('id')}"  # as the planner
+                pending.append(await producer.send(source.topic, encode(intent), key=key.encode(),
+                                                   partition=source.partition))
+                sending.advance()
             await asyncio.gather(*pending)
         sending.finish()
     total = sum(by_reason.values())
-    print(f"{total} device{'s' if total != 1 else ''} {verb} in {len(batches)} batch"
-          f"{'es' if len(batches) != 1 else ''}", file=out)
+    records = len(batches) + len(reroutes)
+    print(f"{total} device{'s' if total != 1 else ''} {verb} in {records} batch"
+          f"{'es' if records != 1 else ''}", file=out)
     return 0
 
 

@@ -48,7 +48,6 @@ def test_a_senders_dead_letter_is_redriven_from_its_source() -> None:
     assert choice.kind == REDRIVEN
     assert choice.source == Source("p.pushstream.retry.apns.bulk.10s", 2, 17)
     assert (choice.user_id, choice.device_id) == ("u-1", "d-1")
-    assert choice.group == (choice.source, "retries_exhausted:ServiceUnavailable")
 
 
 @pytest.mark.parametrize("bad", [
@@ -105,3 +104,46 @@ def test_no_batch_when_the_source_lacks_the_devices() -> None:
     assert redrive_batch(source_batch(), Source("t", 1, 9), "r", {("u-9", "d-9")}) is None
     assert redrive_batch(source_batch(), Source("t", 1, 9), "r", {("u-1", "d-2")}) is None
     assert redrive_batch({"items": None}, Source("t", 1, 9), "r", {("u-1", "d-1")}) is None
+
+
+INTENTS = frozenset({"p.pushstream.intents", "p.pushstream.intents.bulk"})
+
+
+def router_letter(reason: str = "platform_not_configured", value: Any = None, **kw: Any) -> dict[str, Any]:
+    if value is None:
+        value = {"notification_id": "n-1", "app_id": "demo", "user_id": "u-1", "device_id": "d-1",
+                 "platform": "apns", "token_fingerprint": "f", "origin": "p.pushstream.notifications:0:3"}
+    return letter(reason, topic="p.pushstream.intents.bulk", value=value, **kw)
+
+
+def test_a_routers_dead_letter_is_routed_again_from_its_intent() -> None:
+    from pushstream.rules.redrive import VIA_DELIVERY, VIA_INTENT
+
+    choice = choose(router_letter(), delivery_topics=TOPICS, intent_topics=INTENTS)
+    assert (choice.kind, choice.via) == (REDRIVEN, VIA_INTENT)
+    assert (choice.user_id, choice.device_id) == ("u-1", "d-1")
+    assert choose(letter(), delivery_topics=TOPICS, intent_topics=INTENTS).via == VIA_DELIVERY
+    # Without the intents topics named, or without a device, it is left alone.
+    assert choose(router_letter(), delivery_topics=TOPICS).kind == NOT_A_DELIVERY
+    assert choose(router_letter(value={"notification_id": "n-1", "user_id": "u-1"}), delivery_topics=TOPICS,
+                  intent_topics=INTENTS).kind == NOT_A_DELIVERY
+    assert choose(router_letter(offset=None), delivery_topics=TOPICS, intent_topics=INTENTS).kind == NOT_A_DELIVERY
+
+
+def test_the_intent_routes_just_the_devices_under_an_origin_of_its_own() -> None:
+    from pushstream.models import IntentBatch
+    from pushstream.rules.redrive import redrive_intent
+
+    notification = {"id": "n-1", "app_id": "demo", "channel": "marketing", "title": "t"}
+    source_intent = IntentBatch(notification=notification, broadcast=True, origin="o").asdict()
+    source = Source("p.pushstream.intents.bulk", 3, 40)
+    devices = {("u-2", "d-9"), ("u-1", "d-1"), ("u-1", "d-2")}
+    built = redrive_intent(source_intent, source, "platform_not_configured", devices)
+    assert built is not None
+    intent = IntentBatch(**built)
+    assert intent.notification == notification and intent.broadcast is False
+    assert intent.user_ids == ["u-1", "u-2"] and intent.devices == {"u-1": ["d-1", "d-2"], "u-2": ["d-9"]}
+    assert intent.origin == "redrive/p.pushstream.intents.bulk:3:40/platform_not_configured"
+    assert redrive_intent(source_intent, source, "platform_not_configured", devices) == built  # every run
+    assert redrive_intent({"notification": None}, source, "r", devices) is None
+    assert redrive_intent(source_intent, source, "r", set()) is None
