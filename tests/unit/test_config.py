@@ -432,3 +432,17 @@ def test_settings_from_mapping_does_not_modify_its_input(tmp_path: Path) -> None
 def test_settings_from_mapping_rejects_a_non_mapping(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="inline: the top level must be a mapping"):
         settings_from_mapping(["x"], base_dir=tmp_path, source="inline")
+
+
+def test_retry_attempts_per_class_are_checked_at_load(tmp_path: Path) -> None:
+    settings = settings_from_mapping({"pipeline": {"max_attempts_by_class": {"throttled": 8},
+                                                   "retry_after_cap_seconds": 60}}, base_dir=tmp_path)
+    assert settings.pipeline.max_attempts_by_class == {"throttled": 8}
+    assert settings.pipeline.retry_after_cap_seconds == 60.0
+    with pytest.raises(ConfigError, match=r"pipeline.max_attempts_by_class.slow: unknown retry class \(known: "
+                                          r"throttled, unavailable, transport, reauth\)"):
+        settings_from_mapping({"pipeline": {"max_attempts_by_class": {"slow": 2}}}, base_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"pipeline\.max_attempts_by_class\.reauth: must be at least 1"):
+        settings_from_mapping({"pipeline": {"max_attempts_by_class": {"reauth": 0}}}, base_dir=tmp_path)
+    with pytest.raises(ConfigError, match="expected an integer"):
+        settings_from_mapping({"pipeline": {"max_attempts_by_class": {"reauth": "3"}}}, base_dir=tmp_path)
