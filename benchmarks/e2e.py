@@ -45,9 +45,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from pushstream import kafkatools
+from pushstream.agents.senders import delivery_topic, retry_topic
 from pushstream.cli.demo import say
 from pushstream.config import Settings, load_settings
 from pushstream.models.status import FINAL_STATUSES
+from pushstream.rules.retry import RETRY_BANDS
 from pushstream.testing.fakes import webpush_subscription
 from pushstream.testing.fakes.control import FakesClient, FakesProcess
 from pushstream.testing.stack import WorkerProcess, dev_app_config, free_port, wait_until, wait_until_async
@@ -788,8 +790,8 @@ class Bench:
         groups: dict[str, dict[str, int]] = {}
         for lane in LANES:
             for platform in PLATFORMS:
-                suffix = "" if lane == "transactional" else ".bulk"
-                names = [f"pushstream.deliveries.{platform}{suffix}", f"pushstream.retry.{platform}{suffix}"]
+                names = [delivery_topic(platform, lane),
+                         *(retry_topic(platform, lane, band) for band in RETRY_BANDS)]
                 groups[f"{self.topic('pushstream')}-sender-{lane}-{platform}"] = {
                     self.topic(n): self.partitions(n) for n in names}
         left: dict[str, int] = {}

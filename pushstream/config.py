@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 import yaml
 
+from pushstream.rules.retry import ATTEMPT_CLASSES
+
 DEFAULT_CONFIG_PATH = "pushstream.yaml"
 ENV_CONFIG = "PUSHSTREAM_CONFIG"
 # Environment variables that may override the kafka section (contract §3).
@@ -128,6 +130,10 @@ class PipelineSettings:
     max_attempts: int = 5
     retry_base_seconds: float = 2.0
     retry_max_seconds: float = 900.0
+    # A provider's Retry-After is honoured up to this many seconds (and never past the notification's TTL).
+    retry_after_cap_seconds: float = 300.0
+    # Attempts per retry class (throttled, unavailable, transport, reauth; `rules.retry`), else max_attempts.
+    max_attempts_by_class: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -215,6 +221,12 @@ def settings_from_mapping(
         if not app_id or "/" in app_id:
             raise ConfigError(f"{source}: apps.{app_id}: an app id must be non-empty and without '/'")
         apps[app_id] = _finish_app(app, f"apps.{app_id}.", ctx)
+    for name, attempts in settings.pipeline.max_attempts_by_class.items():
+        if name not in ATTEMPT_CLASSES:
+            raise ConfigError(f"{source}: pipeline.max_attempts_by_class.{name}: unknown retry class "
+                              f"(known: {', '.join(ATTEMPT_CLASSES)})")
+        if attempts < 1:
+            raise ConfigError(f"{source}: pipeline.max_attempts_by_class.{name}: must be at least 1")
     return dataclasses.replace(settings, apps=apps, base_dir=base_dir)
 
 

@@ -12,8 +12,9 @@ batch whose outcome was committed is never sent again:
   assignment, written in the same transaction) makes the sender skip it;
 - on a rebalance the revoked partitions' poll in progress is settled before they are handed over.
 
-Retries live on per-lane retry topics; a partition whose head is not due yet is paused until it is (and
-its position rewound), so it never blocks the other partitions or the lane's deliveries.
+Retries live on per-lane retry topics, one per delay band (`rules.retry`): a partition whose head is not due
+yet is paused until it is (and its position rewound), so it never blocks the other partitions or the lane's
+deliveries, and a retry due soon never waits behind a long Retry-After (that one is in a later band).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from pushstream.models.vocabulary import LANES, PLATFORMS
 from pushstream.providers import senders as provider_senders
 from pushstream.providers.outcome import TRANSPORT_ERROR, Action, Sender, Verdict
 from pushstream.rules.keys import by_partition, partition_for, user_key
-from pushstream.rules.settle import RetryPolicy, Settlement, settle
+from pushstream.rules.retry import RETRY_BANDS, RetryPolicy, band_suffix
+from pushstream.rules.settle import Settlement, settle
 from pushstream.topology import TopicLayout, kafka_bootstrap
 
 log = logging.getLogger(__name__)
@@ -56,8 +58,9 @@ def delivery_topic(platform: str, lane: str) -> str:
     return f"pushstream.deliveries.{platform}{lane_suffix(lane)}"
 
 
-def retry_topic(platform: str, lane: str) -> str:
-    return f"pushstream.retry.{platform}{lane_suffix(lane)}"
+def retry_topic(platform: str, lane: str, band: int = RETRY_BANDS[0]) -> str:
+    """The retry topic of one delay band (`rules.retry`): the first band keeps the original name."""
+    return f"pushstream.retry.{platform}{lane_suffix(lane)}{band_suffix(band)}"
 
 
 class SenderPool:
@@ -200,7 +203,8 @@ class SenderService:
         self.static = instance is not None
         self.instance = instance or uuid.uuid4().hex[:12]
         self.delivery_topics = {settings.topic(delivery_topic(p, lane)): p for p in self.platforms}
-        self.retry_topics = {settings.topic(retry_topic(p, lane)): p for p in self.platforms}
+        self.retry_topics = {settings.topic(retry_topic(p, lane, band)): p
+                             for p in self.platforms for band in RETRY_BANDS}
         self.sent_topic = settings.topic("pushstream.sent")
         self.sent_partitions = layout.partitions("pushstream.sent")
         self.status_topic = settings.topic("pushstream.status")
@@ -208,7 +212,8 @@ class SenderService:
         self.dlq_topic = settings.topic("pushstream.dlq")
         self.user_events_topic = settings.topic("pushstream.user-events")
         pipeline = settings.pipeline
-        self.policy = RetryPolicy(pipeline.max_attempts, pipeline.retry_base_seconds, pipeline.retry_max_seconds)
+        self.policy = RetryPolicy(pipeline.max_attempts, pipeline.retry_base_seconds, pipeline.retry_max_seconds,
+                                  pipeline.retry_after_cap_seconds, dict(pipeline.max_attempts_by_class))
         self.max_batches = pipeline.sender_batches if lane == "transactional" else pipeline.bulk_sender_batches
         self.pool = SenderPool(settings)
         self.memory = SentMemory()
@@ -461,9 +466,10 @@ class SenderService:
                 where = placed[user_id] = (user_id.encode(), partition_for(user_id, partitions))
             records.append((status_topic, where[0], dumps(status), where[1]))
         if outcome.retry is not None:
-            retry_name = self.settings.topic(retry_topic(batch.platform, self.lane))
-            partition = partition_for(f"{batch.app_id}/{batch.notification_id}",
-                                      self.layout.partitions(retry_topic(batch.platform, self.lane)))
+            # The retry waits in its delay band's topic, so it never queues behind a longer wait.
+            name = retry_topic(batch.platform, self.lane, outcome.retry_band or RETRY_BANDS[0])
+            retry_name = self.settings.topic(name)
+            partition = partition_for(f"{batch.app_id}/{batch.notification_id}", self.layout.partitions(name))
             records.append((retry_name, f"{batch.app_id}/{batch.notification_id}".encode(),
                             encode(outcome.retry), partition))
         for key, reason, detail, value in outcome.dead_letters:

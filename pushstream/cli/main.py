@@ -1,4 +1,5 @@
-"""`pushstream`: worker, topics apply, fakes, replay, tail, send, notifications show (contract §5), bench."""
+"""`pushstream`: worker, topics apply, fakes, replay, dlq redrive, tail, send, notifications show (contract §5),
+bench."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from aiokafka.errors import KafkaConnectionError
 
-from pushstream.cli import notifications, replay, send, tail
+from pushstream.cli import dlq, notifications, replay, send, tail
 from pushstream.config import ConfigError, load_settings
 from pushstream.kafkatools import BrokerUnreachable, check_broker, unreachable
 from pushstream.topology import apply_topics, kafka_bootstrap, load_layout, topics_file_path
@@ -208,6 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("bench", help="end-to-end benchmark on local Kafka and the fakes (see --help)", add_help=False)
     notifications.add_parser(commands)
     replay.add_parser(commands)
+    dlq.add_parser(commands)
     tail.add_parser(commands)
     send.add_parser(commands)
 
@@ -239,7 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-COMMANDS = {"replay": replay.run, "tail": tail.run, "send": send.run, "notifications": notifications.show}
+COMMANDS = {"replay": replay.run, "dlq": dlq.run, "tail": tail.run, "send": send.run,
+            "notifications": notifications.show}
 
 
 def one_line(text: str) -> str:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pushstream.providers.outcome import Action, Verdict
+from pushstream.rules.retry import MAX_DELAY_SECONDS, attempt_class, wait_seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,20 +19,20 @@ class Disposition:
     deactivate: bool = False  # the device's token is dead
 
 
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Exponential backoff with full jitter over [delay/2, delay]: spreads a burst of retries."""
-    delay = min(cap, base * 2 ** (attempt - 1))
-    return (rng or random).uniform(delay / 2, delay)
-
-
 def dispose(verdict: Verdict, *, attempt: int, max_attempts: int, now: float, base: float, cap: float,
             expires_at: float | None = None, rng: random.Random | None = None,
-            now_or_never: bool = False) -> Disposition:
+            now_or_never: bool = False, retry_after_cap: float = MAX_DELAY_SECONDS,
+            attempts_by_class: Mapping[str, int] | None = None) -> Disposition:
     """The pipeline's answer to one verdict for one device on its ``attempt``-th try.
 
     ``now_or_never`` (a ``ttl: 0`` notification): an answer that asks to try again later ends the delivery
     as ``failed``/``expired`` instead, final and not dead-lettered: any later attempt, a redrive included,
     would break the "now or never" the sender asked for.
+
+    A retry waits the jittered backoff or the provider's Retry-After (capped at ``retry_after_cap``),
+    whichever is longer, counted from ``now`` (the answer); ``attempts_by_class`` caps the tries per
+    `rules.retry.attempt_class` (``max_attempts`` for the others). A retry that would come after
+    ``expires_at`` is ``suppressed``/``expired`` now.
     """
     action = verdict.action
     if action is Action.DELIVERED:
@@ -46,10 +48,10 @@ def dispose(verdict: Verdict, *, attempt: int, max_attempts: int, now: float, ba
     # RETRY and REAUTH: try again later unless out of attempts or out of time.
     if now_or_never:
         return Disposition("failed", "expired")
-    if attempt >= max_attempts:
+    limit = attempts_by_class.get(attempt_class(verdict), max_attempts) if attempts_by_class else max_attempts
+    if attempt >= limit:
         return Disposition("dead_lettered", f"retries_exhausted:{verdict.reason}", dead_letter=True)
-    delay = max(backoff_delay(attempt, base, cap, rng), verdict.retry_after or 0.0)
-    retry_at = now + delay
+    retry_at = now + wait_seconds(verdict.retry_after, attempt, base, cap, retry_after_cap, rng)
     if expires_at is not None and retry_at > expires_at:
         return Disposition("suppressed", "expired")
     return Disposition("retrying", verdict.reason, retry_at=retry_at)

@@ -18,15 +18,11 @@ from pushstream.providers.outcome import Verdict
 from pushstream.rules.delivery import Disposition, dispose
 from pushstream.rules.redact import redact
 from pushstream.rules.registry import address_fingerprint
+from pushstream.rules.retry import RetryPolicy, band_for
+
+__all__ = ["NOT_CONFIGURED", "RetryPolicy", "Settlement", "retry_batch_id", "settle"]
 
 NOT_CONFIGURED = Disposition("dead_lettered", "platform_not_configured", dead_letter=True)
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    max_attempts: int
-    base: float
-    cap: float
 
 
 @dataclass
@@ -35,6 +31,7 @@ class Settlement:
 
     statuses: list[dict[str, Any]] = field(default_factory=list)
     retry: DeliveryBatch | None = None
+    retry_band: int | None = None  # the delay band (`rules.retry.band_for`) whose topic the retry waits in
     # (key, record) pairs: the record is the DLQ entry's ``value`` (the redacted delivery), the caller wraps it.
     dead_letters: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
     deactivations: list[dict[str, Any]] = field(default_factory=list)
@@ -62,7 +59,8 @@ def settle(batch: DeliveryBatch, verdicts: Sequence[Verdict | None], *, now: flo
         else:
             disposition = dispose(verdict, attempt=batch.attempt, max_attempts=policy.max_attempts, now=now,
                                   base=policy.base, cap=policy.cap, expires_at=batch.expires_at, rng=rng,
-                                  now_or_never=batch.ttl == 0)
+                                  now_or_never=batch.ttl == 0, retry_after_cap=policy.retry_after_cap,
+                                  attempts_by_class=policy.attempts_by_class)
         status, reason = disposition.status, disposition.reason
         out.tally[(platform, status, reason or "")] += 1
         out.statuses.append({
@@ -90,4 +88,5 @@ def settle(batch: DeliveryBatch, verdicts: Sequence[Verdict | None], *, now: flo
     if retry_items:
         out.retry = DeliveryBatch(**{**batch.asdict(), "items": retry_items, "attempt": batch.attempt + 1,
                                      "not_before": retry_at, "batch_id": retry_batch_id(batch)})
+        out.retry_band = band_for(retry_at - now)
     return out

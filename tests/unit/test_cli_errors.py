@@ -18,6 +18,7 @@ COMMANDS = [
     ["worker", "--no-apply", "--role", "sender"],
     ["replay", "--topic", "pushstream.notifications", "--from-offset", "0"],
     ["tail", "status"],
+    ["dlq", "redrive", "--dry-run"],
     ["send", "--app", "demo", "--user", "u-1", "--title", "hi"],
 ]
 
@@ -71,3 +72,12 @@ def test_version_comes_from_the_package_metadata() -> None:
     result = subprocess.run([PUSHSTREAM, "--version"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert result.stdout == f"pushstream {version('pushstream')}\n"
+
+
+def test_a_bad_redrive_time_is_a_usage_error_before_any_broker_call(tmp_path: Path) -> None:
+    port = closed_port()  # nothing listens: the error must come first
+    config = f"kafka: {{broker: 'kafka://127.0.0.1:{port}'}}\napps: {{demo: {{api_keys: [k]}}}}\n"
+    result = run(tmp_path, config, ["dlq", "redrive", "--since", "yesterday"])
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == ("pushstream dlq redrive: 'yesterday' is not an ISO-8601 time "
+                             "(e.g. 2026-12-01T18:00:00Z)\n")

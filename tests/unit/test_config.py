@@ -504,3 +504,15 @@ def test_without_default_timezone_the_default_zone_is_utc(tmp_path: Path) -> Non
 def test_an_unknown_default_timezone_is_a_config_error_naming_the_key(tmp_path: Path, zone: str) -> None:
     message = config_error(tmp_path, f"apps:\n  shop: {{default_timezone: {zone}}}\n")
     assert "apps.shop.default_timezone" in message
+def test_retry_attempts_per_class_are_checked_at_load(tmp_path: Path) -> None:
+    settings = settings_from_mapping({"pipeline": {"max_attempts_by_class": {"throttled": 8},
+                                                   "retry_after_cap_seconds": 60}}, base_dir=tmp_path)
+    assert settings.pipeline.max_attempts_by_class == {"throttled": 8}
+    assert settings.pipeline.retry_after_cap_seconds == 60.0
+    with pytest.raises(ConfigError, match=r"pipeline.max_attempts_by_class.slow: unknown retry class \(known: "
+                                          r"throttled, unavailable, transport, reauth\)"):
+        settings_from_mapping({"pipeline": {"max_attempts_by_class": {"slow": 2}}}, base_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"pipeline\.max_attempts_by_class\.reauth: must be at least 1"):
+        settings_from_mapping({"pipeline": {"max_attempts_by_class": {"reauth": 0}}}, base_dir=tmp_path)
+    with pytest.raises(ConfigError, match="expected an integer"):
+        settings_from_mapping({"pipeline": {"max_attempts_by_class": {"reauth": "3"}}}, base_dir=tmp_path)

@@ -253,3 +253,16 @@ def test_shipped_topics_file_is_the_last_fallback(tmp_path: Path, monkeypatch: p
 )
 def test_kafka_bootstrap_turns_faust_urls_into_host_ports(broker: str, expected: str) -> None:
     assert kafka_bootstrap(broker) == expected
+
+
+def test_shipped_layout_has_a_retry_topic_per_platform_lane_and_delay_band() -> None:
+    from pushstream.agents.senders import retry_topic
+    from pushstream.models.vocabulary import LANES, PLATFORMS
+    from pushstream.rules.retry import RETRY_BANDS
+
+    layout = load_layout(REPO_TOPICS)
+    wanted = {retry_topic(p, lane, band) for p in PLATFORMS for lane in LANES for band in RETRY_BANDS}
+    retries = {name for name in layout.topics if name.startswith("pushstream.retry.")}
+    assert retries == wanted
+    assert len(wanted) == 3 * 2 * 5
+    assert "pushstream.retry.fcm" in wanted and "pushstream.retry.fcm.bulk.60s" in wanted
