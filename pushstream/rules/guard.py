@@ -1,0 +1,69 @@
+"""The mass-deactivation guard of one (app, provider): too many dead tokens at once is our fault, not theirs.
+
+Sandbox tokens sent to production APNs (or a wrong bundle id, or another project's FCM tokens) make *every*
+answer a per-device rejection (`400 BadDeviceToken`). Taken at their word, they would deactivate every device
+of the app in one send. So the sender feeds every sent batch's answers here (`observe`) before settling it:
+when the invalid-token answers of the last ``window_seconds`` reach ``share`` of at least ``min_answers``
+answers, the guard trips. While it is tripped those answers are held (retried later, the device untouched)
+instead of deactivating, and the caller keeps the provider's breaker open.
+
+Reset: the breaker's half-open probes keep testing the provider; a probe whose invalid share is below
+``share`` (the configuration was fixed) resets the guard (`observe(..., probe=True)`). A restarted sender
+starts with a fresh guard, which trips again on the first window if nothing was fixed.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class GuardPolicy:
+    share: float = 0.5
+    min_answers: int = 20
+    window_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.share <= 1 or self.min_answers < 1 or self.window_seconds <= 0:
+            raise ValueError("share must be in (0, 1], min_answers >= 1, window_seconds > 0")
+
+
+class InvalidationGuard:
+    def __init__(self, policy: GuardPolicy) -> None:
+        self.policy = policy
+        self.tripped = False
+        self.trips = 0
+        self.window_invalid = 0  # what the window held when it last tripped or now
+        self.window_answers = 0
+        self._window: deque[tuple[float, int, int]] = deque()
+
+    def observe(self, now: float, invalid: int, answers: int, *, probe: bool = False) -> bool:
+        """Feed one sent batch's answers; True: hold this batch's invalid-token answers (do not deactivate)."""
+        if answers <= 0:
+            return self.tripped
+        policy = self.policy
+        if self.tripped:
+            if probe and invalid < policy.share * answers:
+                self.reset()
+                return False
+            return True
+        self._window.append((now, invalid, answers))
+        self.window_invalid += invalid
+        self.window_answers += answers
+        horizon = now - policy.window_seconds
+        while self._window and self._window[0][0] < horizon:
+            _, old_invalid, old_answers = self._window.popleft()
+            self.window_invalid -= old_invalid
+            self.window_answers -= old_answers
+        if self.window_answers >= policy.min_answers and self.window_invalid >= policy.share * self.window_answers:
+            self.tripped = True
+            self.trips += 1
+            return True
+        return False
+
+    def reset(self) -> None:
+        """Trust the provider's invalid-token answers again, with an empty window."""
+        self.tripped = False
+        self._window.clear()
+        self.window_invalid = self.window_answers = 0
