@@ -53,10 +53,11 @@ class TokenBucket:
         self.throttles = 0
         self._at = now
         self._changed = now  # last halving or recovery step
+        self._halved = now
 
-    def _refill(self, now: float) -> None:
+    def _refill(self, now: float, *, recover: bool = True) -> None:
         policy = self.policy
-        if self.rate < policy.rate:
+        if recover and self.rate < policy.rate:
             steps = int((now - self._changed) // policy.recover_seconds)
             if steps > 0:
                 self.rate = min(policy.rate, self.rate + steps * policy.recover_step * policy.rate)
@@ -67,9 +68,9 @@ class TokenBucket:
 
     def take(self, now: float, n: int, max_wait: float) -> Grant:
         """Tokens for up to ``n`` devices: all of them if the wait stays within ``max_wait``."""
+        self._refill(now)
         if n <= 0:
             return Grant(0, 0.0, 0.0)
-        self._refill(now)
         rate = self.rate
         wait = max(0.0, (n - self.tokens) / rate)
         if wait <= max_wait:
@@ -84,15 +85,15 @@ class TokenBucket:
 
     def throttled(self, now: float) -> bool:
         """The provider pushed back: halve the rate (once per recover period). True if it changed."""
-        self._refill(now)
+        self._refill(now, recover=False)  # no recovery step credited during a push-back
         policy = self.policy
-        if self.throttles and now - self._changed < policy.recover_seconds:
+        if self.throttles and now - self._halved < policy.recover_seconds:
             return False
         floor = policy.floor * policy.rate
         halved = max(floor, self.rate / 2)
         changed = halved < self.rate
         self.rate = halved
         self.tokens = min(self.tokens, policy.size)
-        self._changed = now
+        self._changed = self._halved = now
         self.throttles += 1
         return changed
