@@ -146,6 +146,8 @@ class InvalidationGuardSettings:
     share: float = 0.5  # trips when invalid-token answers reach this share of the window's answers...
     min_answers: int = 20  # ...of at least this many
     window_seconds: float = 60.0
+    # Over the share with fewer answers: hold the invalid answers this long for more to arrive, then believe them.
+    confirm_seconds: float = 5.0
 
 
 @dataclass(frozen=True)

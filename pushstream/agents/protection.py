@@ -6,7 +6,8 @@ provider, not per lane). The sender calls two hooks, both once per batch, around
 - `before_send(batch)`: how many of the batch's devices go out now (the breaker's admission and the rate
   limit's tokens), how long to wait first, and "held" verdicts for the rest;
 - `after_send(poll)`: feeds the answers to the guard and the breakers (counts only: one pass over each batch's
-  verdicts) and replaces the verdicts the guard holds. Settling (`rules.settle`) then writes the held devices
+  verdicts) and replaces the verdicts held back: invalid-token answers while the guard is tripped, failures
+  while the breaker is open. Settling (`rules.settle`) then writes the held devices
   as `retrying` (reason `circuit_open` / `rate_limited`) in a retry batch of the same attempt, due when the
   breaker's next probe is.
 
@@ -28,6 +29,7 @@ from pushstream.models.internal import DeliveryBatch
 from pushstream.providers.outcome import Action, Verdict
 from pushstream.rules.breaker import (
     CIRCUIT_OPEN,
+    INVALIDATION_GUARD,
     RATE_LIMITED,
     BreakerPolicy,
     CircuitBreaker,
@@ -149,11 +151,21 @@ class Protection:
             if guard.tripped:
                 breaker.trip(now)  # closed: opens; half-open (this was its probe): opens for longer
             breaker.record(now, failures, answers)
-            if hold_invalid and invalid:
+            # While the breaker is open, a failed device waits for the next probe instead of using up an attempt
+            # (a probe's devices would otherwise be retried into the DLQ during a long outage).
+            hold_failed = failures > 0 and breaker.is_open
+            if (hold_invalid and invalid) or hold_failed:
                 wait = breaker.retry_in(now)
+                suspicious = guard.hold_seconds(now)  # not tripped yet: hold for the confirmation time only
+                invalid_reason, invalid_wait = ((INVALIDATION_GUARD, suspicious) if suspicious is not None
+                                                else (CIRCUIT_OPEN, wait))
                 for i in range(plan.send):
                     verdict = verdicts[i]
-                    if verdict is not None and verdict.action is Action.INVALID_TOKEN:
+                    if verdict is None:
+                        continue
+                    if hold_invalid and verdict.action is Action.INVALID_TOKEN:
+                        verdicts[i] = held_verdict(invalid_reason, invalid_wait, verdict.provider_status)
+                    elif hold_failed and is_failure(verdict):
                         verdicts[i] = held_verdict(CIRCUIT_OPEN, wait, verdict.provider_status)
             self._log_changes(now, batch, state, was_tripped, was_open)
 

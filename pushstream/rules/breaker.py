@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 
 CIRCUIT_OPEN = "circuit_open"  # status reason: held back while a breaker is open (or the guard holds answers)
 RATE_LIMITED = "rate_limited"  # status reason: held back by the app's provider rate limit
-HOLD_REASONS = frozenset({CIRCUIT_OPEN, RATE_LIMITED})
+# status reason: an invalid-token answer held for the guard's confirmation time (`rules.guard`)
+INVALIDATION_GUARD = "invalidation_guard"
+HOLD_REASONS = frozenset({CIRCUIT_OPEN, RATE_LIMITED, INVALIDATION_GUARD})
 _HELD_SUFFIX = re.compile(r"/h(\d+)$")
 
 

@@ -7,6 +7,11 @@ when the invalid-token answers of the last ``window_seconds`` reach ``share`` of
 answers, the guard trips. While it is tripped those answers are held (retried later, the device untouched)
 instead of deactivating, and the caller keeps the provider's breaker open.
 
+Too few answers to judge yet (a notification's first small batches) but already at or over the share: the
+invalid answers are held for up to ``confirm_seconds`` from the first such answer (the guard is "suspicious"),
+so the rest of the burst can arrive and trip it before any device is deactivated. After that a small app's
+few dead tokens are believed: a dead token costs at most one ``confirm_seconds`` delay before deactivation.
+
 Reset: the breaker's half-open probes keep testing the provider; a probe whose invalid share is below
 ``share`` (the configuration was fixed) resets the guard (`observe(..., probe=True)`). A restarted sender
 starts with a fresh guard, which trips again on the first window if nothing was fixed.
@@ -23,10 +28,11 @@ class GuardPolicy:
     share: float = 0.5
     min_answers: int = 20
     window_seconds: float = 60.0
+    confirm_seconds: float = 5.0
 
     def __post_init__(self) -> None:
-        if not 0 < self.share <= 1 or self.min_answers < 1 or self.window_seconds <= 0:
-            raise ValueError("share must be in (0, 1], min_answers >= 1, window_seconds > 0")
+        if not 0 < self.share <= 1 or self.min_answers < 1 or self.window_seconds <= 0 or self.confirm_seconds < 0:
+            raise ValueError("share must be in (0, 1], min_answers >= 1, window_seconds > 0, confirm_seconds >= 0")
 
 
 class InvalidationGuard:
@@ -36,6 +42,7 @@ class InvalidationGuard:
         self.trips = 0
         self.window_invalid = 0  # what the window held when it last tripped or now
         self.window_answers = 0
+        self.suspect_since: float | None = None  # too few answers to judge, but over the share, since then
         self._window: deque[tuple[float, int, int]] = deque()
 
     def observe(self, now: float, invalid: int, answers: int, *, probe: bool = False) -> bool:
@@ -57,13 +64,25 @@ class InvalidationGuard:
             self.window_invalid -= old_invalid
             self.window_answers -= old_answers
         if self.window_answers >= policy.min_answers and self.window_invalid >= policy.share * self.window_answers:
-            self.tripped = True
+            self.tripped, self.suspect_since = True, None
             self.trips += 1
             return True
+        if invalid and self.window_invalid >= policy.share * self.window_answers:
+            if self.suspect_since is None:
+                self.suspect_since = now
+            return now - self.suspect_since < policy.confirm_seconds
+        if self.window_invalid < policy.share * self.window_answers:
+            self.suspect_since = None
         return False
+
+    def hold_seconds(self, now: float) -> float | None:
+        """While suspicious (not tripped): how long held answers wait, until the confirmation time is over."""
+        if self.tripped or self.suspect_since is None:
+            return None
+        return max(0.5, self.suspect_since + self.policy.confirm_seconds - now)
 
     def reset(self) -> None:
         """Trust the provider's invalid-token answers again, with an empty window."""
-        self.tripped = False
+        self.tripped, self.suspect_since = False, None
         self._window.clear()
         self.window_invalid = self.window_answers = 0

@@ -91,10 +91,16 @@ def test_the_guard_holds_bad_token_answers_opens_the_breaker_and_logs_once(
     assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 1
 
 
-def test_a_few_dead_tokens_still_deactivate() -> None:
-    p, _ = protection()
-    verdicts = send(p, batch(19), BAD)
-    assert verdicts == [BAD] * 19 and p.gauges() == [("demo", "apns", 0, 0)]
+def test_a_few_dead_tokens_wait_the_confirmation_time_then_deactivate() -> None:
+    p, clock = protection()
+    verdicts = send(p, batch(5), BAD)
+    assert {(v.reason, v.retry_after) for v in verdicts if v is not None} == {("invalidation_guard", 5.0)}
+    assert p.gauges() == [("demo", "apns", 0, 0)]  # suspicious, not tripped: the breaker stays closed
+    clock.now += 5.0
+    assert send(p, batch(0), BAD) == []
+    assert send(p, batch(3), OK) == [OK] * 3
+    assert send(p, batch(5), BAD) == [BAD] * 5  # the confirmation time is over, 20 answers not reached
+    assert p.gauges() == [("demo", "apns", 0, 0)]
 
 
 def test_the_rate_limit_is_shared_by_the_sender_processes_and_halves_on_429() -> None:
@@ -123,3 +129,19 @@ def test_unconfigured_platforms_pass_through() -> None:
     p, _ = protection()
     assert p.before_send(batch(3, app_id="unknown")).send == 3
     assert p.gauges() == []
+
+
+def test_failures_while_the_breaker_is_open_wait_for_the_probe_without_an_attempt() -> None:
+    p, clock = protection()
+    verdicts = send(p, batch(20), DOWN)  # this batch opens it: its devices wait for the probe
+    assert {(v.reason, v.provider_status, v.retry_after) for v in verdicts if v is not None} == {
+        ("circuit_open", 503, 2.0)}
+    clock.now += 2.0
+    verdicts = send(p, batch(20), DOWN)  # a failed probe of 3: held again, until the next probe in 4 s
+    assert {(v.reason, v.retry_after) for v in verdicts[:3] if v is not None} == {("circuit_open", 4.0)}
+    assert {v.reason for v in verdicts[3:] if v is not None} == {"circuit_open"}
+
+
+def test_failures_below_the_thresholds_are_ordinary_retries() -> None:
+    p, _ = protection()
+    assert send(p, batch(5), DOWN) == [DOWN] * 5
