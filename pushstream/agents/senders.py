@@ -273,6 +273,7 @@ class SenderService:
             "assigned": sorted(f"{tp.topic}:{tp.partition}" for tp in assignment),
             "paused": {f"{tp.topic}:{tp.partition}": due for tp, due in self._paused.items()},
             "positions": _positions(consumer),
+            "protection": protection.describe(self.protection),
         }
 
     @property

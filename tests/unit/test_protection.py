@@ -145,3 +145,11 @@ def test_failures_while_the_breaker_is_open_wait_for_the_probe_without_an_attemp
 def test_failures_below_the_thresholds_are_ordinary_retries() -> None:
     p, _ = protection()
     assert send(p, batch(5), DOWN) == [DOWN] * 5
+
+
+def test_describe_lists_each_key_for_debug_senders() -> None:
+    from pushstream.agents.protection import describe
+
+    p, _ = protection()
+    send(p, batch(20), DOWN)
+    assert describe(p) == {"demo/apns": {"breaker": "open", "guard_tripped": False, "rate": None}}
