@@ -129,7 +129,13 @@ class Protection:
                 continue
             state = self.of(batch.app_id, batch.platform)
             failures = answers = invalid = throttled = 0
-            for verdict in verdicts[:plan.send]:
+            part = verdicts[:plan.send]
+            first = part[0]
+            if (first is not None and first.action is Action.DELIVERED and part[-1] is first
+                    and part.count(first) == plan.send):
+                # All delivered, one shared verdict (APNs): counted at C speed, no Python per device.
+                answers, part = plan.send, []
+            for verdict in part:
                 if not is_answer(verdict):
                     continue
                 answers += 1
