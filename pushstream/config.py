@@ -148,6 +148,7 @@ class InvalidationGuardSettings:
     window_seconds: float = 60.0
     # Over the share with fewer answers: hold the invalid answers this long for more to arrive, then believe them.
     confirm_seconds: float = 5.0
+    confirm_min_invalid: int = 5  # ...once the window holds at least this many (fewer are believed at once)
 
 
 @dataclass(frozen=True)

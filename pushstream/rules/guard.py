@@ -7,10 +7,11 @@ when the invalid-token answers of the last ``window_seconds`` reach ``share`` of
 answers, the guard trips. While it is tripped those answers are held (retried later, the device untouched)
 instead of deactivating, and the caller keeps the provider's breaker open.
 
-Too few answers to judge yet (a notification's first small batches) but already at or over the share: the
-invalid answers are held for up to ``confirm_seconds`` from the first such answer (the guard is "suspicious"),
-so the rest of the burst can arrive and trip it before any device is deactivated. After that a small app's
-few dead tokens are believed: a dead token costs at most one ``confirm_seconds`` delay before deactivation.
+Too few answers to judge yet (a notification's first small batches) but already at or over the share, with at
+least ``confirm_min_invalid`` invalid ones: those are held for up to ``confirm_seconds`` from the first such
+answer (the guard is "suspicious"), so the rest of the burst can arrive and trip it. So at most
+``confirm_min_invalid - 1`` devices are deactivated before a burst trips the guard, and a handful of dead tokens
+(the everyday case) is believed at once; a suspicious few cost one ``confirm_seconds`` delay, then are believed.
 
 Reset: the breaker's half-open probes keep testing the provider; a probe whose invalid share is below
 ``share`` (the configuration was fixed) resets the guard (`observe(..., probe=True)`). A restarted sender
@@ -29,10 +30,13 @@ class GuardPolicy:
     min_answers: int = 20
     window_seconds: float = 60.0
     confirm_seconds: float = 5.0
+    confirm_min_invalid: int = 5
 
     def __post_init__(self) -> None:
         if not 0 < self.share <= 1 or self.min_answers < 1 or self.window_seconds <= 0 or self.confirm_seconds < 0:
             raise ValueError("share must be in (0, 1], min_answers >= 1, window_seconds > 0, confirm_seconds >= 0")
+        if self.confirm_min_invalid < 1:
+            raise ValueError("confirm_min_invalid must be at least 1")
 
 
 class InvalidationGuard:
@@ -67,7 +71,8 @@ class InvalidationGuard:
             self.tripped, self.suspect_since = True, None
             self.trips += 1
             return True
-        if invalid and self.window_invalid >= policy.share * self.window_answers:
+        if (invalid and self.window_invalid >= policy.confirm_min_invalid
+                and self.window_invalid >= policy.share * self.window_answers):
             if self.suspect_since is None:
                 self.suspect_since = now
             return now - self.suspect_since < policy.confirm_seconds

@@ -18,6 +18,7 @@ def test_a_whole_batch_of_bad_tokens_trips_it_before_any_is_acted_on() -> None:
 
 @pytest.mark.parametrize("invalid, answers, tripped", [
     (19, 19, True),  # below min_answers but over the share: held for the confirmation time
+    (4, 4, False),  # a handful of dead tokens: believed at once
     (10, 20, True),  # exactly the share of exactly min_answers
     (9, 20, False),
     (0, 1000, False),
@@ -88,7 +89,7 @@ def test_a_burst_in_small_batches_trips_it_within_the_confirmation_time() -> Non
 
 def test_a_share_below_the_threshold_ends_the_suspicion() -> None:
     guard = InvalidationGuard(POLICY)
-    guard.observe(0.0, 2, 2)
+    guard.observe(0.0, 6, 6)
     assert guard.suspect_since == 0.0
     assert guard.observe(1.0, 0, 10) is False and guard.suspect_since is None and guard.hold_seconds(1.0) is None
 
@@ -96,3 +97,8 @@ def test_a_share_below_the_threshold_ends_the_suspicion() -> None:
 def test_no_confirmation_time_believes_small_batches_at_once() -> None:
     guard = InvalidationGuard(GuardPolicy(confirm_seconds=0.0))
     assert guard.observe(0.0, 3, 3) is False
+
+
+def test_a_handful_of_dead_tokens_is_believed_until_there_are_enough_to_suspect() -> None:
+    guard = InvalidationGuard(POLICY)
+    assert [guard.observe(float(i), 1, 1) for i in range(6)] == [False, False, False, False, True, True]
