@@ -61,6 +61,8 @@ class ApnsSettings:
     ca_file: Path | None = None
     max_connections: int = 4
     timeout_seconds: float = 10.0
+    # Devices per second to this provider for this app, across all sender processes (see pipeline.sender_processes).
+    rate_limit_per_second: float | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class FcmSettings:
     # bookkeeping (its pool scans every queued request on each assignment).
     max_connections: int = 2
     timeout_seconds: float = 10.0
+    rate_limit_per_second: float | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,7 @@ class WebPushSettings:
     allowed_endpoint_hosts: tuple[str, ...] = ()
     timeout_seconds: float = 10.0
     max_connections: int = 100
+    rate_limit_per_second: float | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,35 @@ class PipelineSettings:
     retry_after_cap_seconds: float = 300.0
     # Attempts per retry class (throttled, unavailable, transport, reauth; `rules.retry`), else max_attempts.
     max_attempts_by_class: Mapping[str, int] = field(default_factory=dict)
+    # Sender processes sharing each app's provider rate limit: each takes rate_limit_per_second / this.
+    sender_processes: int = 1
+    # A batch waits at most this long for rate-limit tokens; devices beyond that wait in the retry path.
+    rate_limit_max_wait_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
+class BreakerSettings:
+    """The circuit breaker per (app, provider) in each sender process (pushstream.rules.breaker)."""
+
+    failure_rate: float = 0.5  # opens when failures reach this share of the window's answers...
+    min_answers: int = 20  # ...of at least this many
+    window_seconds: float = 10.0
+    consecutive_failures: int = 10  # or after this many failures in a row
+    open_seconds: float = 2.0  # first wait before a probe; doubles after each failed probe...
+    max_open_seconds: float = 60.0  # ...up to this
+    probe_size: int = 5  # devices in a half-open probe
+
+
+@dataclass(frozen=True)
+class InvalidationGuardSettings:
+    """The mass-deactivation guard per (app, provider) in each sender process (pushstream.rules.guard)."""
+
+    share: float = 0.5  # trips when invalid-token answers reach this share of the window's answers...
+    min_answers: int = 20  # ...of at least this many
+    window_seconds: float = 60.0
+    # Over the share with fewer answers: hold the invalid answers this long for more to arrive, then believe them.
+    confirm_seconds: float = 5.0
+    confirm_min_invalid: int = 5  # ...once the window holds at least this many (fewer are believed at once)
 
 
 @dataclass(frozen=True)
@@ -158,6 +191,8 @@ class Settings:
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     rocksdb: RocksDBSettings = field(default_factory=RocksDBSettings)
+    breaker: BreakerSettings = field(default_factory=BreakerSettings)
+    invalidation_guard: InvalidationGuardSettings = field(default_factory=InvalidationGuardSettings)
     # Directory of the config file; relative paths inside it were resolved against this.
     base_dir: Path = Path(".")
 
@@ -227,6 +262,7 @@ def settings_from_mapping(
                               f"(known: {', '.join(ATTEMPT_CLASSES)})")
         if attempts < 1:
             raise ConfigError(f"{source}: pipeline.max_attempts_by_class.{name}: must be at least 1")
+    _check_protection(settings, source)
     return dataclasses.replace(settings, apps=apps, base_dir=base_dir)
 
 
@@ -248,6 +284,27 @@ def _finish_app(app: AppSettings, prefix: str, ctx: _Ctx) -> AppSettings:
     from_file = [line.strip() for line in text.splitlines()]
     keys = [k for k in from_file if k and not k.startswith("#")]
     return dataclasses.replace(app, api_keys=tuple(dict.fromkeys((*app.api_keys, *keys))))
+
+
+def _check_protection(settings: Settings, source: str) -> None:
+    """Rate limits, breaker and guard values the sender could not use are start-up errors too."""
+    from pushstream.rules.breaker import BreakerPolicy
+    from pushstream.rules.guard import GuardPolicy
+
+    for app_id, app in settings.apps.items():
+        for platform in ("apns", "fcm", "webpush"):
+            rate = getattr(getattr(app, platform), "rate_limit_per_second", None)
+            if rate is not None and not rate > 0:
+                raise ConfigError(f"{source}: apps.{app_id}.{platform}.rate_limit_per_second: must be > 0")
+    if settings.pipeline.sender_processes < 1:
+        raise ConfigError(f"{source}: pipeline.sender_processes: must be at least 1")
+    if settings.pipeline.rate_limit_max_wait_seconds < 0:
+        raise ConfigError(f"{source}: pipeline.rate_limit_max_wait_seconds: must be >= 0")
+    for section, policy in (("breaker", BreakerPolicy), ("invalidation_guard", GuardPolicy)):
+        try:
+            policy(**dataclasses.asdict(getattr(settings, section)))
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {section}: {exc}") from None
 
 
 @dataclass(frozen=True)

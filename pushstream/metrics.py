@@ -229,6 +229,27 @@ class SenderCollector:
         yield family
 
 
+class ProtectionCollector:
+    """The breakers and mass-deactivation guards of this process's senders (`agents.protection`), per
+    (app, provider) seen: 1 while open / tripped, else 0. Read at scrape time."""
+
+    def __init__(self) -> None:
+        self.sources: list[Any] = []
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["app_id", "platform"]
+        breaker = GaugeMetricFamily("pushstream_breaker_open", "1 while the circuit breaker of an app's provider is "
+                                    "open or half-open in this process, else 0", labels=labels)
+        guard = GaugeMetricFamily("pushstream_invalidation_guard_tripped", "1 while the mass-deactivation guard "
+                                  "holds back an app's provider's invalid-token answers, else 0", labels=labels)
+        for source in list(self.sources):
+            for app_id, platform, is_open, tripped in source.gauges():
+                breaker.add_metric([app_id, platform], is_open)
+                guard.add_metric([app_id, platform], tripped)
+        yield breaker
+        yield guard
+
+
 class LagCollector:
     """Consumer lag (high watermark - position) per group, topic and partition, as last measured on a timer."""
 
@@ -262,6 +283,7 @@ class TableCollector:
 
 
 sender_collector = SenderCollector()
+protection_collector = ProtectionCollector()
 lag_collector = LagCollector()
 table_collector = TableCollector()
 _installed = False
@@ -276,8 +298,8 @@ def install() -> None:
         return
     _installed = True
     disable_created_metrics()  # no `*_created` series next to every counter: nothing here reads them
-    for collector in (sender_collector, lag_collector, table_collector, PROCESS_COLLECTOR, PLATFORM_COLLECTOR,
-                      GC_COLLECTOR):
+    for collector in (sender_collector, protection_collector, lag_collector, table_collector, PROCESS_COLLECTOR,
+                      PLATFORM_COLLECTOR, GC_COLLECTOR):
         REGISTRY.register(collector)  # type: ignore[arg-type]
 
 
@@ -290,6 +312,12 @@ def watch_senders(services: Iterable[Any]) -> None:
     """Export these sender services' provider counters, in-flight requests and memory at scrape time."""
     install()
     sender_collector.services.extend(services)
+
+
+def watch_protection(source: Any) -> None:
+    """Export a sender process's breaker and guard states (anything with ``gauges()``) at scrape time."""
+    install()
+    protection_collector.sources.append(source)
 
 
 async def position_lags(consumer: Any, partitions: Iterable[Any], position: Callable[[Any], Any]

@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.structs import ConsumerRecord
 
 from pushstream import logs, metrics
+from pushstream.agents import protection
 from pushstream.config import Settings
 from pushstream.models import DeliveryBatch, UserEvents, decode, encode
 from pushstream.models.base import iso, utcnow
@@ -41,7 +42,7 @@ from pushstream.models.vocabulary import LANES, PLATFORMS
 from pushstream.providers import senders as provider_senders
 from pushstream.providers.outcome import TRANSPORT_ERROR, Action, Sender, Verdict
 from pushstream.rules.keys import by_partition, partition_for, user_key
-from pushstream.rules.retry import RETRY_BANDS, RetryPolicy, band_suffix
+from pushstream.rules.retry import RETRY_BANDS, RetryPolicy, band_for, band_suffix
 from pushstream.rules.settle import Settlement, settle
 from pushstream.topology import TopicLayout, kafka_bootstrap
 
@@ -216,6 +217,8 @@ class SenderService:
                                   pipeline.retry_after_cap_seconds, dict(pipeline.max_attempts_by_class))
         self.max_batches = pipeline.sender_batches if lane == "transactional" else pipeline.bulk_sender_batches
         self.pool = SenderPool(settings)
+        # Breakers, mass-deactivation guards and rate limits per (app, provider), shared by the process's lanes.
+        self.protection = protection.for_process(settings)
         self.memory = SentMemory()
         self.lock = asyncio.Lock()
         self._paused: dict[TopicPartition, float] = {}
@@ -275,6 +278,7 @@ class SenderService:
             "assigned": sorted(f"{tp.topic}:{tp.partition}" for tp in assignment),
             "paused": {f"{tp.topic}:{tp.partition}": due for tp, due in self._paused.items()},
             "positions": _positions(consumer),
+            "protection": protection.describe(self.protection),
         }
 
     @property
@@ -419,11 +423,13 @@ class SenderService:
                 continue  # settled before, or twice in this poll (a batch routed twice): never sent twice
             polled.add(batch_id)
             batches.append((tp, message, batch, batch_id))
-        results = await asyncio.gather(*(self._send(batch) for _, _, batch, _ in batches))
+        sent = await asyncio.gather(*(self._send(batch) for _, _, batch, _ in batches))
+        self.protection.after_send([(batch, plan, verdicts) for (_, _, batch, _), (plan, verdicts)
+                                    in zip(batches, sent, strict=True)])
         # Retry delays count from the answer, not from before the send.
         now, at = time.time(), iso(utcnow())
         deactivations: list[dict[str, Any]] = []
-        for (tp, message, batch, batch_id), verdicts in zip(batches, results, strict=True):
+        for (tp, message, batch, batch_id), (_, verdicts) in zip(batches, sent, strict=True):
             try:
                 outcome = settle(batch, verdicts, now=now, at=at, policy=self.policy)
             except Exception as exc:  # a corrupt batch must not stop the lane
@@ -442,16 +448,25 @@ class SenderService:
             self.memory.add(batch_id)
         self.settled += len(batches)
 
-    async def _send(self, batch: DeliveryBatch) -> Sequence[Verdict | None]:
+    async def _send(self, batch: DeliveryBatch) -> tuple[protection.Plan, list[Verdict | None]]:
+        """Send what the breaker and the rate limit admit now: one verdict per item, held ones last."""
         logs.bind(app_id=batch.app_id, notification_id=batch.notification_id)  # this batch's task only
         sender = await self.pool.get(batch.app_id, batch.platform, lane_of(batch.channel))
         if sender is None:
-            return [None] * len(batch.items)
-        try:
-            return await sender.send_batch(batch)
-        except Exception:  # a sender bug must not lose the batch: retry it like a transport error
-            log.exception("sender %s: %s send_batch raised", self.lane, batch.platform)
-            return [Verdict(Action.RETRY, TRANSPORT_ERROR)] * len(batch.items)
+            return protection.Plan(0, 0.0, []), [None] * len(batch.items)
+        plan = self.protection.before_send(batch)
+        if plan.wait > 0:
+            await asyncio.sleep(plan.wait)  # rate-limit pacing (at most rate_limit_max_wait_seconds)
+        verdicts: list[Verdict | None] = []
+        if plan.send:
+            part = batch if plan.send == len(batch.items) else protection.first(batch, plan.send)
+            try:
+                verdicts = list(await sender.send_batch(part))
+            except Exception:  # a sender bug must not lose the batch: retry it like a transport error
+                log.exception("sender %s: %s send_batch raised", self.lane, batch.platform)
+                verdicts = [Verdict(Action.RETRY, TRANSPORT_ERROR)] * plan.send
+        verdicts.extend(plan.held)
+        return plan, verdicts
 
     def _add_outcome(self, records: list[Record], tp: TopicPartition, message: ConsumerRecord[bytes, bytes],
                      batch: DeliveryBatch, outcome: Settlement) -> None:
@@ -472,6 +487,13 @@ class SenderService:
             partition = partition_for(f"{batch.app_id}/{batch.notification_id}", self.layout.partitions(name))
             records.append((retry_name, f"{batch.app_id}/{batch.notification_id}".encode(),
                             encode(outcome.retry), partition))
+        if outcome.held is not None:  # held back by a breaker, the guard or a rate limit: the same retry path
+            wait = max(0.0, (outcome.held.not_before or 0.0) - time.time())
+            name = retry_topic(batch.platform, self.lane, band_for(wait))
+            retry_name = self.settings.topic(name)
+            partition = partition_for(f"{batch.app_id}/{batch.notification_id}", self.layout.partitions(name))
+            records.append((retry_name, f"{batch.app_id}/{batch.notification_id}".encode(),
+                            encode(outcome.held), partition))
         for key, reason, detail, value in outcome.dead_letters:
             letter = dead_letter(reason, detail, topic=tp.topic, partition=tp.partition, offset=message.offset,
                                  key=key.encode(), value=dumps(value))

@@ -15,6 +15,7 @@ from typing import Any
 
 from pushstream.models.internal import DeliveryBatch
 from pushstream.providers.outcome import Verdict
+from pushstream.rules.breaker import HOLD_REASONS, held_batch_id, hold
 from pushstream.rules.delivery import Disposition, dispose
 from pushstream.rules.redact import redact
 from pushstream.rules.registry import address_fingerprint
@@ -36,6 +37,9 @@ class Settlement:
     dead_letters: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
     deactivations: list[dict[str, Any]] = field(default_factory=list)
     tally: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    # Devices held back unsent (or their answer held) by a breaker, the invalidation guard or a rate limit:
+    # a retry batch of the *same* attempt (waiting is not trying), due when the hold ends.
+    held: DeliveryBatch | None = None
 
 
 def retry_batch_id(batch: DeliveryBatch) -> str:
@@ -51,11 +55,18 @@ def settle(batch: DeliveryBatch, verdicts: Sequence[Verdict | None], *, now: flo
     out = Settlement()
     retry_items: list[dict[str, Any]] = []
     retry_at = 0.0
+    held_items: list[dict[str, Any]] = []
+    held_at = 0.0
     platform = batch.platform
     for item, verdict in zip(batch.items, verdicts, strict=True):
         fingerprint = address_fingerprint(platform, item)
         if verdict is None:
             disposition = NOT_CONFIGURED
+        elif verdict.reason in HOLD_REASONS:
+            disposition = hold(verdict, now=now, expires_at=batch.expires_at, now_or_never=batch.ttl == 0)
+            if disposition.retry_at is not None:
+                held_items.append(item)
+                held_at = max(held_at, disposition.retry_at)
         else:
             disposition = dispose(verdict, attempt=batch.attempt, max_attempts=policy.max_attempts, now=now,
                                   base=policy.base, cap=policy.cap, expires_at=batch.expires_at, rng=rng,
@@ -75,7 +86,7 @@ def settle(batch: DeliveryBatch, verdicts: Sequence[Verdict | None], *, now: flo
                 "kind": "deactivate", "app_id": batch.app_id, "user_id": item["user_id"],
                 "device_id": item["device_id"], "fingerprint": fingerprint,
                 "reason": f"{platform}:{reason or 'invalid_token'}", "at": at})
-        if disposition.retry_at is not None:
+        if disposition.retry_at is not None and disposition.reason not in HOLD_REASONS:
             retry_items.append(item)
             retry_at = max(retry_at, disposition.retry_at)
         if disposition.dead_letter:
@@ -89,4 +100,7 @@ def settle(batch: DeliveryBatch, verdicts: Sequence[Verdict | None], *, now: flo
         out.retry = DeliveryBatch(**{**batch.asdict(), "items": retry_items, "attempt": batch.attempt + 1,
                                      "not_before": retry_at, "batch_id": retry_batch_id(batch)})
         out.retry_band = band_for(retry_at - now)
+    if held_items:
+        out.held = DeliveryBatch(**{**batch.asdict(), "items": held_items, "not_before": held_at,
+                                    "batch_id": held_batch_id(batch)})
     return out

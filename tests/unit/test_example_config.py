@@ -64,6 +64,9 @@ def test_the_example_loads_through_the_real_loader(tmp_path: Path) -> None:
     # Only defaults and examples: the example's values are the loader's defaults where it has one.
     assert settings.limits == Settings().limits and settings.pipeline == Settings().pipeline
     assert settings.rocksdb == Settings().rocksdb and settings.web == Settings().web
+    assert settings.breaker == Settings().breaker and settings.invalidation_guard == Settings().invalidation_guard
+    fcm = settings.apps["demo"].fcm
+    assert fcm is not None and fcm.rate_limit_per_second == 500.0
 
 
 def test_the_example_sets_every_key_the_loader_accepts() -> None:

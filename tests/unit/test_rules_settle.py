@@ -105,3 +105,39 @@ def test_permanent_failures_are_dead_lettered(action: Action, status: str) -> No
 def test_a_verdict_count_mismatch_is_an_error() -> None:
     with pytest.raises(ValueError):
         settle(batch(2), [Verdict(Action.DELIVERED)], now=NOW, at="t", policy=POLICY)
+
+
+def test_held_devices_wait_in_a_batch_of_the_same_attempt_with_their_own_id() -> None:
+    from pushstream.rules.breaker import CIRCUIT_OPEN, RATE_LIMITED, held_verdict
+
+    verdicts = [Verdict(Action.DELIVERED, provider_status=200), held_verdict(CIRCUIT_OPEN, 4.0),
+                held_verdict(RATE_LIMITED, 1.0, provider_status=None), Verdict(Action.RETRY, "UNAVAILABLE", 503)]
+    out = settle(batch(4, attempt=3), verdicts, now=NOW, at="t", policy=POLICY, rng=random.Random(1))
+    assert [(s["status"], s["reason"]) for s in out.statuses] == [
+        ("delivered", None), ("retrying", "circuit_open"), ("retrying", "rate_limited"),
+        ("dead_lettered", "retries_exhausted:UNAVAILABLE")]  # attempt 3 of 3: only the sent device ran out
+    assert out.held is not None and out.retry is None
+    assert [i["device_id"] for i in out.held.items] == ["d-1", "d-2"]
+    assert out.held.attempt == 3 and out.held.not_before == NOW + 4.0
+    assert out.held.batch_id == "origin/0/0/fcm/0/h1"
+    assert not out.deactivations and len(out.dead_letters) == 1
+
+
+def test_a_held_answer_keeps_the_providers_status_and_deactivates_nothing() -> None:
+    from pushstream.rules.breaker import CIRCUIT_OPEN, held_verdict
+
+    out = settle(batch(2), [held_verdict(CIRCUIT_OPEN, 2.0, 400)] * 2, now=NOW, at="t", policy=POLICY)
+    assert {(s["status"], s["reason"], s["provider_status"]) for s in out.statuses} == {
+        ("retrying", "circuit_open", 400)}
+    assert not out.deactivations and out.held is not None and out.retry is None
+
+
+def test_a_held_device_that_cannot_wait_is_not_held() -> None:
+    from pushstream.rules.breaker import CIRCUIT_OPEN, held_verdict
+
+    out = settle(batch(1, expires_at=NOW + 1.0), [held_verdict(CIRCUIT_OPEN, 2.0)], now=NOW, at="t", policy=POLICY)
+    assert (out.statuses[0]["status"], out.statuses[0]["reason"]) == ("suppressed", "expired")
+    assert out.held is None
+    out = settle(batch(1, ttl=0), [held_verdict(CIRCUIT_OPEN, 2.0)], now=NOW, at="t", policy=POLICY)
+    assert (out.statuses[0]["status"], out.statuses[0]["reason"]) == ("failed", "expired")
+    assert out.held is None
