@@ -27,6 +27,7 @@ from pushstream.providers import build_payload
 from pushstream.providers.apns.payload import MAX_PAYLOAD_BYTES as APNS_MAX
 from pushstream.providers.fcm.payload import MAX_MESSAGE_BYTES as FCM_MAX
 from pushstream.providers.webpush.payload import MAX_PLAINTEXT_BYTES as WEBPUSH_MAX
+from pushstream.rules.cancel import cancel_entry, cancel_key, is_cancelled
 from pushstream.rules.fanout import fan_out_user
 from pushstream.rules.keys import user_key
 from pushstream.rules.localization import localize, render_key
@@ -77,9 +78,10 @@ def targeted_users(devices: TableT, intent: IntentBatch, partition: int, after: 
 async def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox: Outbox, states: BatchView,
                        now: dt.datetime, users: Iterable[tuple[str, dict[str, Any] | None]] | None = None,
                        render: PayloadCache | None = None, batch_prefix: str | None = None,
-                       source: tuple[str, int | None, int | None] | None = None) -> None:
+                       source: tuple[str, int | None, int | None] | None = None, cancelled: bool = False) -> None:
     """Route ``users`` (default: all the intent targets on this partition) into the outbox and states.
-    ``source`` (topic, partition, offset of the intent) goes into the dead letters of undeliverable devices."""
+    ``source`` (topic, partition, offset of the intent) goes into the dead letters of undeliverable devices.
+    ``cancelled``: the notification was cancelled, its devices are suppressed (rules.cancel)."""
     n = intent.notification
     settings, topics, preferences = ctx.rt.settings, ctx.topics, ctx.tables.preferences
     app_id, nid, channel = n["app_id"], n["id"], n["channel"]
@@ -107,6 +109,7 @@ async def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox
             render=render,
             origin=intent.origin,
             only_devices=(intent.devices or {}).get(user_id) if intent.devices is not None else None,
+            cancelled=cancelled,
         )
         for platform, items in result.deliveries.items():
             batches.setdefault(platform, []).extend(items)
@@ -200,6 +203,9 @@ async def route_event(ctx: Context, event: EventT) -> None:
     intent = decode(IntentBatch, event.value)
     message = event.message
     partition = message.partition
+    if intent.cancel:
+        await remember_cancel(ctx, intent, partition)
+        return
     origin = intent.origin or f"{message.topic}:{partition}:{message.offset}"
     render = PayloadCache(intent.notification)
     cursor_key = table_key(f"{origin}|{partition}")
@@ -224,9 +230,11 @@ async def route_event(ctx: Context, event: EventT) -> None:
             break
         # Merged on write: the other lane may write the same users while this step awaits.
         states, outbox = MergingView(tables.user_state, merge_memory), ctx.outbox()
-        await route_intent(ctx, intent, partition, outbox, states, dt.datetime.now(dt.UTC), users=step,
+        now = dt.datetime.now(dt.UTC)
+        await route_intent(ctx, intent, partition, outbox, states, now, users=step,
                            render=render, batch_prefix=f"{origin}/{partition}/{step_no}",
-                           source=(message.topic, partition, message.offset))
+                           source=(message.topic, partition, message.offset),
+                           cancelled=cancelled_now(ctx, intent))
         await outbox.flush()
         if not owns(app, event) and not await still_owns(app, event, generation):
             log.info("router: rebalance after step %d of %s on partition %d", step_no, origin, partition)
@@ -241,6 +249,22 @@ async def route_event(ctx: Context, event: EventT) -> None:
     if intent.broadcast:
         await write_partition(app, tables.cursors, partition, {cursor_key: {"step": step_no, "after": after,
                                                                             "done": True}})
+
+
+def cancelled_now(ctx: Context, intent: IntentBatch) -> bool:
+    """Whether the intent's notification is cancelled: looked up before every step, so a cancel that lands
+    while a broadcast is routed stops it at the next step."""
+    n = intent.notification
+    entry = ctx.tables.cancelled.get(table_key(cancel_key(n["app_id"], n["id"])))
+    return is_cancelled(entry)
+
+
+async def remember_cancel(ctx: Context, intent: IntentBatch, partition: int) -> None:
+    """A cancel reached this partition: remember it (one table write) for the steps and firings to come."""
+    n = intent.notification
+    log.info("router: notification %s/%s cancelled on partition %d", n["app_id"], n["id"], partition)
+    await write_partition(ctx.app, ctx.tables.cancelled, partition,
+                          {table_key(cancel_key(n["app_id"], n["id"])): cancel_entry(n["at"])})
 
 
 def register(ctx: Context) -> None:

@@ -35,6 +35,8 @@ class IntentBatch(faust.Record, include_metadata=False):
     origin: Optional[str] = None
     # Re-delivery after quiet hours: only these devices per user, and the user's dedup memory does not stop it.
     devices: Optional[dict] = None
+    # A cancel (rules.cancel): ``notification`` is then just {"app_id", "id", "at"}; the router remembers it.
+    cancel: bool = False
 
 
 class ScheduleCommands(faust.Record, include_metadata=False):
