@@ -32,6 +32,7 @@ from pushstream.rules.fanout import fan_out_user
 from pushstream.rules.keys import user_key
 from pushstream.rules.localization import localize, render_key
 from pushstream.rules.preferences import merge_memory
+from pushstream.rules.variants import VariantPicker, variant_notification
 from pushstream.tables import partition_items, table_key
 from pushstream.tables.batch import BatchView, MergingView, write_partition
 
@@ -45,11 +46,22 @@ USERS_PER_STEP = 500  # a broadcast is routed in steps, yielding to the other ag
 USERS_PER_YIELD = 50
 
 class PayloadCache:
-    """Renders each (platform, localized variant) of a notification once, however many devices share it."""
+    """Renders each (A/B variant, platform, localized text) of a notification once, however many devices share
+    it: one cache per A/B variant (``variant``), each keyed by (platform, locale entry)."""
 
     def __init__(self, notification: dict[str, Any]) -> None:
         self.notification = notification
         self._cache: dict[tuple[str, str | None], dict[str, Any] | str] = {}
+        variants = notification.get("variants")
+        self.picker = VariantPicker(notification["id"], variants) if variants else None
+        self._variants: dict[str, PayloadCache] = {}
+
+    def variant(self, variant_id: str) -> PayloadCache:
+        """The renderer of one A/B variant (rules.variants)."""
+        cache = self._variants.get(variant_id)
+        if cache is None:
+            cache = self._variants[variant_id] = PayloadCache(variant_notification(self.notification, variant_id))
+        return cache
 
     def __call__(self, platform: str, locale: str | None) -> dict[str, Any] | str:
         variant = render_key(self.notification, locale)
@@ -89,7 +101,7 @@ async def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox
     lane = lane_of(channel)
     render = render or PayloadCache(n)
     at = iso(now)
-    batches: dict[str, list[dict[str, Any]]] = {}
+    batches: dict[tuple[str, str | None], list[dict[str, Any]]] = {}  # (platform, A/B variant) → items
     tally: Counter[tuple[str, str, str]] = Counter()
 
     def configured(platform: str) -> bool:
@@ -103,21 +115,22 @@ async def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox
         if not user_devices:
             continue
         key = user_key(app_id, user_id)
+        variant = None if render.picker is None else render.picker.pick(user_id)
         result = fan_out_user(
             n, app_id, user_id, user_devices, preferences.get(table_key(key)), states.get(key), now,
             configured=configured,
-            render=render,
+            render=render if variant is None else render.variant(variant),
             origin=intent.origin,
             only_devices=(intent.devices or {}).get(user_id) if intent.devices is not None else None,
             cancelled=cancelled,
         )
         for platform, items in result.deliveries.items():
-            batches.setdefault(platform, []).extend(items)
+            batches.setdefault((platform, variant), []).extend(items)
         for device_id, platform, status, reason in result.outcomes:
             tally[(platform, status, reason or "")] += 1
             outbox.add(topics.status_out, StatusEvent(notification_id=nid, app_id=app_id, user_id=user_id,
                                                device_id=device_id, platform=platform, status=status,
-                                               reason=reason, at=at), key=user_id)
+                                               reason=reason, at=at, variant=variant), key=user_id)
             if status == "dead_lettered":
                 where = source or (topics.intents[lane].get_topic_name(), partition, None)
                 outbox.add(topics.dlq, undeliverable(reason or "undeliverable", topic=where[0], partition=where[1],
@@ -136,8 +149,9 @@ async def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox
     metrics.count_statuses(tally)
     chunk = settings.pipeline.delivery_chunk
     prefix = batch_prefix or f"{intent.origin or nid}/{partition}"
-    for platform, items in batches.items():
+    for (platform, variant), items in batches.items():
         metrics.deliveries_planned.labels(platform, lane).inc(len(items))
+        kind = platform if variant is None else f"{platform}/v:{variant}"
         for start in range(0, len(items), chunk):
             to = topics.deliveries[(platform, lane)]
             outbox.add(
@@ -145,8 +159,8 @@ async def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox
                 DeliveryBatch(notification_id=nid, app_id=app_id, platform=platform, channel=channel,
                               priority=n["priority"], items=items[start:start + chunk],
                               expires_at=None if n.get("ttl") is None else n["received_at"] + n["ttl"],
-                              collapse_key=n.get("collapse_key"), batch_id=f"{prefix}/{platform}/{start // chunk}",
-                              received_at=n.get("received_at"), ttl=n.get("ttl")),
+                              collapse_key=n.get("collapse_key"), batch_id=f"{prefix}/{kind}/{start // chunk}",
+                              received_at=n.get("received_at"), ttl=n.get("ttl"), variant=variant),
                 key=f"{app_id}/{nid}",
                 partition=partition % (to.partitions or 1),
             )

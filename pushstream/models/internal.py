@@ -75,6 +75,9 @@ class DeliveryBatch(faust.Record, include_metadata=False):
     # The request's TTL in seconds. 0 is "now or never" (contract v2): sent once with a zero lifetime at the
     # provider however late it is, never retried later (``rules.delivery.dispose``).
     ttl: Optional[int] = None
+    # The A/B variant every item of the batch got (rules.variants): the router batches each variant apart, so
+    # the senders copy it into the statuses once per batch.
+    variant: Optional[str] = None
 
 
 class ProgressBatch(faust.Record, include_metadata=False):

@@ -54,7 +54,7 @@ def settle(batch: DeliveryBatch, verdicts: Sequence[Verdict | None], *, now: flo
     out = Settlement()
     retry_items: list[dict[str, Any]] = []
     retry_at = 0.0
-    platform = batch.platform
+    platform, variant = batch.platform, batch.variant
     for item, verdict in zip(batch.items, verdicts, strict=True):
         fingerprint = address_fingerprint(platform, item)
         if verdict is None:
@@ -65,12 +65,15 @@ def settle(batch: DeliveryBatch, verdicts: Sequence[Verdict | None], *, now: flo
                                   now_or_never=batch.ttl == 0)
         status, reason = disposition.status, disposition.reason
         out.tally[(platform, status, reason or "")] += 1
-        out.statuses.append({
+        status_record: dict[str, Any] = {
             "notification_id": batch.notification_id, "app_id": batch.app_id, "user_id": item["user_id"],
             "device_id": item["device_id"], "platform": platform, "status": status, "at": at, "reason": reason,
             "provider_status": verdict.provider_status if verdict is not None else None,
             "attempt": batch.attempt, "token_fingerprint": fingerprint,
-        })
+        }
+        if variant is not None:
+            status_record["variant"] = variant
+        out.statuses.append(status_record)
         if disposition.deactivate:
             # Feedback: the registry deactivates the device only if it still holds this token.
             out.deactivations.append({
