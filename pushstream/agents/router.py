@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 PAYLOAD_LIMITS = {"apns": APNS_MAX, "fcm": FCM_MAX, "webpush": WEBPUSH_MAX}
 # FCM counts the whole message, token included: room for a long registration token and its key.
 FCM_TOKEN_ALLOWANCE = len(orjson.dumps({"token": "x" * 200}))
-USERS_PER_STEP = 500  # a broadcast is routed in steps, yielding to the other agents between them
+# A broadcast is routed in steps of `pipeline.broadcast_step_users` (500), yielding to the other agents between them.
 # Users routed between two yields to the event loop within a step: a step of 500 users is ~50-100 ms of CPU,
 # which a transactional intent waiting on the same loop would otherwise wait out whole.
 USERS_PER_YIELD = 50
@@ -204,7 +204,7 @@ def abandon(app: faust.App, event: EventT) -> None:
 
 
 async def route_event(ctx: Context, event: EventT) -> None:
-    """Route one intent, USERS_PER_STEP users at a time.
+    """Route one intent, `pipeline.broadcast_step_users` users at a time.
 
     Each step's deliveries and statuses are acked before the users' memory (and, for a broadcast, the
     partition's cursor) records it, so a crash repeats at most the step in progress, and that step is routed
@@ -230,6 +230,7 @@ async def route_event(ctx: Context, event: EventT) -> None:
     step_no, after = cursor["step"], cursor["after"]
     listed = None if intent.broadcast else iter(targeted_users(tables.devices, intent, partition))
     app_id = intent.notification["app_id"]
+    step_users = max(1, ctx.rt.settings.pipeline.broadcast_step_users)
     logs.bind(app_id=app_id, notification_id=intent.notification.get("id"))
     while True:
         if not owns(app, event) and not await still_owns(app, event, generation):
@@ -239,7 +240,7 @@ async def route_event(ctx: Context, event: EventT) -> None:
             return
         # A fresh iterator per step: the RocksDB of a partition can be closed while this coroutine waits.
         source = targeted_users(tables.devices, intent, partition, after) if listed is None else listed
-        step = list(itertools.islice(source, USERS_PER_STEP))
+        step = list(itertools.islice(source, step_users))
         if not step:
             break
         # Merged on write: the other lane may write the same users while this step awaits.

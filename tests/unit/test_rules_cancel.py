@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from types import SimpleNamespace
 from typing import Any
@@ -14,6 +15,7 @@ from router_fakes import FakeProducer, FakeTopic, GatedOutbox, RocksTable, conte
 from pushstream.agents.io import Outbox
 from pushstream.agents.planner import plan_batch
 from pushstream.agents.router import route_event
+from pushstream.config import PipelineSettings
 from pushstream.models import IntentBatch, Invalid, encode
 from pushstream.models.cancel import is_cancel, parse_cancel
 from pushstream.rules.cancel import CANCELLED, cancel_key, is_cancelled, overrule
@@ -146,13 +148,11 @@ async def test_a_scheduled_intent_fired_after_its_cancel_is_suppressed() -> None
     assert statuses(fired_outbox) == [("suppressed", "cancelled")]
 
 
-async def test_a_broadcast_stops_at_the_first_step_after_the_cancel(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pushstream.agents import router
-
-    monkeypatch.setattr(router, "USERS_PER_STEP", 2)
+async def test_a_broadcast_stops_at_the_first_step_after_the_cancel() -> None:
     users = {table_key(f"demo/u-{i}"): {"d-1": device()} for i in range(6)}
     outboxes = [GatedOutbox(None, [], "bulk") for _ in range(3)]
     ctx, tp = router_ctx(outboxes)
+    ctx.rt.settings = dataclasses.replace(ctx.rt.settings, pipeline=PipelineSettings(broadcast_step_users=2))
     seen = list(outboxes)
     devices = RocksTable("devices")
     db = devices._db_for_partition(0)
