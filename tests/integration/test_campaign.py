@@ -15,7 +15,7 @@ import yaml
 from pushstream.rules.audit import key_fingerprint
 from pushstream.rules.variants import assign_variant
 from pushstream.testing.fakes.control import FakesProcess
-from tests.integration.harness import DEMO_KEY, Kafka, Stack, Worker, make_stack, wait_for
+from tests.integration.harness import DEMO_KEY, OTHER_KEY, Kafka, Stack, Worker, make_stack, wait_for
 
 AUTH = {"Authorization": f"Bearer {DEMO_KEY}"}
 
@@ -67,6 +67,9 @@ async def test_cancel_at_every_stage(tmp_path: Path, fakes: FakesProcess, worker
         answer = httpx.delete(f"{worker.url}/v1/apps/demo/notifications/done", headers=AUTH, timeout=10)
         assert answer.status_code == 202 and answer.json()["cancel"] == "accepted"
         assert answer.headers["X-Request-Id"]
+        url = f"{worker.url}/v1/apps/demo/notifications/done"
+        assert httpx.delete(url, timeout=10).status_code == 401
+        assert httpx.delete(url, headers={"Authorization": f"Bearer {OTHER_KEY}"}, timeout=10).status_code == 403
 
         # Cancelled before it arrives: the routers remember the cancel.
         await kafka.publish("pushstream.notifications", [{"type": "cancel", "app_id": "demo", "id": "early"}])
