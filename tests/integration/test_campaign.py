@@ -52,7 +52,7 @@ async def test_cancel_at_every_stage(tmp_path: Path, fakes: FakesProcess, worker
     set_pipeline(stack, broadcast_step_users=5)
     worker = Worker(stack.deployment, "w1").start()
     workers.append(worker)
-    worker.wait_ready()
+    worker.wait_ready(timeout=180)  # start-up on a loaded machine (6 engineers on 2 cores)
     users = [f"u-{i:04d}" for i in range(1200)]
     async with Kafka(stack.deployment) as kafka:
         await kafka.publish("pushstream.devices", fcm_devices(users), key=lambda v: v["user_id"])
@@ -126,7 +126,7 @@ async def test_variants_preview_and_audit(tmp_path: Path, fakes: FakesProcess, w
     stack = make_stack(tmp_path / "d", fakes)
     worker = Worker(stack.deployment, "w1").start()
     workers.append(worker)
-    worker.wait_ready()
+    worker.wait_ready(timeout=180)  # start-up on a loaded machine (6 engineers on 2 cores)
     users = [f"v-{i:04d}" for i in range(1000)]
     testers = ["t-1", "t-2", "t-3"]
     variants = [{"id": "a", "weight": 70, "title": "A title"}, {"id": "b", "weight": 30, "title": "B title"}]
