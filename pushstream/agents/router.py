@@ -245,8 +245,7 @@ async def route_event(ctx: Context, event: EventT) -> None:
             break
         # Merged on write: the other lane may write the same users while this step awaits.
         states, outbox = MergingView(tables.user_state, merge_memory), ctx.outbox()
-        now = dt.datetime.now(dt.UTC)
-        await route_intent(ctx, intent, partition, outbox, states, now, users=step,
+        await route_intent(ctx, intent, partition, outbox, states, dt.datetime.now(dt.UTC), users=step,
                            render=render, batch_prefix=f"{origin}/{partition}/{step_no}",
                            source=(message.topic, partition, message.offset),
                            cancelled=cancelled_now(ctx, intent))
