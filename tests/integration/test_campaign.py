@@ -49,7 +49,7 @@ async def wait_registered(worker: Worker, user: str) -> None:
 async def test_cancel_at_every_stage(tmp_path: Path, fakes: FakesProcess, workers: list[Worker]) -> None:
     stack = make_stack(tmp_path / "d", fakes)
     # Small broadcast steps: the cancel takes effect at the next step, well before the broadcast is routed.
-    set_pipeline(stack, broadcast_step_users=5)
+    set_pipeline(stack, broadcast_step_users=2)
     worker = Worker(stack.deployment, "w1").start()
     workers.append(worker)
     worker.wait_ready(timeout=180)  # start-up on a loaded machine (6 engineers on 2 cores)
