@@ -125,6 +125,9 @@ class PipelineSettings:
     ingest_batch: int = 1000
     ingest_within_seconds: float = 0.05
     delivery_chunk: int = 500
+    # Users a broadcast is routed in per step (the router's unit of resumption): between steps it yields to the
+    # other agents, and a rebalance or a cancel (rules.cancel) takes effect at the next step.
+    broadcast_step_users: int = 500
     # Delivery batches a sender agent takes at once (each up to delivery_chunk devices), sent concurrently.
     sender_batches: int = 8
     # The bulk lane is throttled so a campaign cannot fill the event loop's ready queue: with the worker's one

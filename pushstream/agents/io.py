@@ -44,6 +44,7 @@ class Topics:
     deliveries: dict[tuple[str, str], faust.TopicT]
     progress: faust.TopicT
     dlq_counts: faust.TopicT
+    audit: faust.TopicT
 
     @classmethod
     def declare(cls, app: faust.App, rt: Runtime) -> Topics:
@@ -69,6 +70,7 @@ class Topics:
             },
             progress=topic("pushstream.progress"),
             dlq_counts=topic("pushstream.dlq-counts"),
+            audit=topic("pushstream.audit"),
         )
 
 

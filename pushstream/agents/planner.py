@@ -8,14 +8,17 @@ from __future__ import annotations
 import datetime as dt
 import time
 
+import orjson
 from faust.types import EventT, StreamT
 
 from pushstream import metrics
 from pushstream.agents.io import Context, Outbox, event_batches, message_time
 from pushstream.agents.scheduler import add_command
 from pushstream.models import IntentBatch, NotificationRequest, ScheduleCommands
-from pushstream.models.base import Invalid, load_json_object
+from pushstream.models.base import Invalid, iso, load_json_object
+from pushstream.models.cancel import is_cancel, parse_cancel
 from pushstream.models.notifications import parse_notification
+from pushstream.rules.audit import audit_record, request_id_of
 from pushstream.rules.keys import by_partition, user_key
 
 
@@ -53,14 +56,39 @@ def send_at_epoch(send_at: str | None) -> float | None:
     return dt.datetime.fromisoformat(send_at.replace("Z", "+00:00")).timestamp()
 
 
+def plan_cancel(ctx: Context, app_id: str, notification_id: str, origin: str, at: float, outbox: Outbox) -> None:
+    """A cancel goes to every user partition (whichever of them route or schedule the notification), on the
+    transactional lane so it never queues behind the broadcast it stops; each router remembers it."""
+    to, key = ctx.topics.intents["transactional"], f"{app_id}/{notification_id}"
+    cancel = {"app_id": app_id, "id": notification_id, "at": at}
+    for partition in range(ctx.rt.layout.user_partitions):
+        outbox.add(to, IntentBatch(notification=cancel, cancel=True, origin=origin), key=key, partition=partition)
+
+
+def audit_kafka_request(ctx: Context, event: EventT, request: NotificationRequest, outbox: Outbox) -> None:
+    """The audit record of a request published straight to Kafka. One the HTTP API accepted carries its
+    request id header and was audited by the HTTP handler, with the caller's key fingerprint and address."""
+    if request_id_of(event.message.headers) is not None:
+        return
+    record = audit_record(notification_id=request.id, app_id=request.app_id, target=request.target,
+                          at=iso(dt.datetime.fromtimestamp(request.received_at, dt.UTC)), via="kafka")
+    outbox.add(ctx.topics.audit, orjson.dumps(record), key=request.id)
+
+
 def plan_batch(ctx: Context, events: list[EventT], outbox: Outbox) -> None:
     settings = ctx.rt.settings
     for event in events:
         try:
             data = load_json_object(event.message.value, max_bytes=settings.limits.max_record_bytes)
-            request = parse_notification(data, settings, received_at=message_time(event))
             message = event.message
-            plan(ctx, request, f"{message.topic}:{message.partition}:{message.offset}", outbox, time.time())
+            origin = f"{message.topic}:{message.partition}:{message.offset}"
+            if is_cancel(data):
+                app_id, notification_id = parse_cancel(data, settings)
+                plan_cancel(ctx, app_id, notification_id, origin, message_time(event), outbox)
+                continue
+            request = parse_notification(data, settings, received_at=message_time(event))
+            plan(ctx, request, origin, outbox, time.time())
+            audit_kafka_request(ctx, event, request, outbox)
         except Invalid as error:
             outbox.dead_letter(event, error, "notification")
         except Exception as error:  # never crash on input

@@ -27,10 +27,12 @@ from pushstream.providers import build_payload
 from pushstream.providers.apns.payload import MAX_PAYLOAD_BYTES as APNS_MAX
 from pushstream.providers.fcm.payload import MAX_MESSAGE_BYTES as FCM_MAX
 from pushstream.providers.webpush.payload import MAX_PLAINTEXT_BYTES as WEBPUSH_MAX
+from pushstream.rules.cancel import cancel_entry, cancel_key, is_cancelled
 from pushstream.rules.fanout import fan_out_user
 from pushstream.rules.keys import user_key
 from pushstream.rules.localization import localize, render_key
 from pushstream.rules.preferences import merge_memory
+from pushstream.rules.variants import VariantPicker, variant_notification
 from pushstream.tables import partition_items, table_key
 from pushstream.tables.batch import BatchView, MergingView, write_partition
 
@@ -38,17 +40,28 @@ log = logging.getLogger(__name__)
 PAYLOAD_LIMITS = {"apns": APNS_MAX, "fcm": FCM_MAX, "webpush": WEBPUSH_MAX}
 # FCM counts the whole message, token included: room for a long registration token and its key.
 FCM_TOKEN_ALLOWANCE = len(orjson.dumps({"token": "x" * 200}))
-USERS_PER_STEP = 500  # a broadcast is routed in steps, yielding to the other agents between them
+# A broadcast is routed in steps of `pipeline.broadcast_step_users` (500), yielding to the other agents between them.
 # Users routed between two yields to the event loop within a step: a step of 500 users is ~50-100 ms of CPU,
 # which a transactional intent waiting on the same loop would otherwise wait out whole.
 USERS_PER_YIELD = 50
 
 class PayloadCache:
-    """Renders each (platform, localized variant) of a notification once, however many devices share it."""
+    """Renders each (A/B variant, platform, localized text) of a notification once, however many devices share
+    it: one cache per A/B variant (``variant``), each keyed by (platform, locale entry)."""
 
     def __init__(self, notification: dict[str, Any]) -> None:
         self.notification = notification
         self._cache: dict[tuple[str, str | None], dict[str, Any] | str] = {}
+        variants = notification.get("variants")
+        self.picker = VariantPicker(notification["id"], variants) if variants else None
+        self._variants: dict[str, PayloadCache] = {}
+
+    def variant(self, variant_id: str) -> PayloadCache:
+        """The renderer of one A/B variant (rules.variants)."""
+        cache = self._variants.get(variant_id)
+        if cache is None:
+            cache = self._variants[variant_id] = PayloadCache(variant_notification(self.notification, variant_id))
+        return cache
 
     def __call__(self, platform: str, locale: str | None) -> dict[str, Any] | str:
         variant = render_key(self.notification, locale)
@@ -77,9 +90,10 @@ def targeted_users(devices: TableT, intent: IntentBatch, partition: int, after: 
 async def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox: Outbox, states: BatchView,
                        now: dt.datetime, users: Iterable[tuple[str, dict[str, Any] | None]] | None = None,
                        render: PayloadCache | None = None, batch_prefix: str | None = None,
-                       source: tuple[str, int | None, int | None] | None = None) -> None:
+                       source: tuple[str, int | None, int | None] | None = None, cancelled: bool = False) -> None:
     """Route ``users`` (default: all the intent targets on this partition) into the outbox and states.
-    ``source`` (topic, partition, offset of the intent) goes into the dead letters of undeliverable devices."""
+    ``source`` (topic, partition, offset of the intent) goes into the dead letters of undeliverable devices.
+    ``cancelled``: the notification was cancelled, its devices are suppressed (rules.cancel)."""
     n = intent.notification
     settings, topics, preferences = ctx.rt.settings, ctx.topics, ctx.tables.preferences
     app_id, nid, channel = n["app_id"], n["id"], n["channel"]
@@ -88,7 +102,7 @@ async def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox
     lane = lane_of(channel)
     render = render or PayloadCache(n)
     at = iso(now)
-    batches: dict[str, list[dict[str, Any]]] = {}
+    batches: dict[tuple[str, str | None], list[dict[str, Any]]] = {}  # (platform, A/B variant) → items
     tally: Counter[tuple[str, str, str]] = Counter()
 
     def configured(platform: str) -> bool:
@@ -102,21 +116,23 @@ async def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox
         if not user_devices:
             continue
         key = user_key(app_id, user_id)
+        variant = None if render.picker is None else render.picker.pick(user_id)
         result = fan_out_user(
             n, app_id, user_id, user_devices, preferences.get(table_key(key)), states.get(key), now,
             configured=configured,
-            render=render,
+            render=render if variant is None else render.variant(variant),
             origin=intent.origin,
             only_devices=(intent.devices or {}).get(user_id) if intent.devices is not None else None,
             default_zone=default_zone,
+            cancelled=cancelled,
         )
         for platform, items in result.deliveries.items():
-            batches.setdefault(platform, []).extend(items)
+            batches.setdefault((platform, variant), []).extend(items)
         for device_id, platform, status, reason in result.outcomes:
             tally[(platform, status, reason or "")] += 1
             outbox.add(topics.status_out, StatusEvent(notification_id=nid, app_id=app_id, user_id=user_id,
                                                device_id=device_id, platform=platform, status=status,
-                                               reason=reason, at=at), key=user_id)
+                                               reason=reason, at=at, variant=variant), key=user_id)
             if status == "dead_lettered":
                 where = source or (topics.intents[lane].get_topic_name(), partition, None)
                 outbox.add(topics.dlq, undeliverable(reason or "undeliverable", topic=where[0], partition=where[1],
@@ -135,8 +151,9 @@ async def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox
     metrics.count_statuses(tally)
     chunk = settings.pipeline.delivery_chunk
     prefix = batch_prefix or f"{intent.origin or nid}/{partition}"
-    for platform, items in batches.items():
+    for (platform, variant), items in batches.items():
         metrics.deliveries_planned.labels(platform, lane).inc(len(items))
+        kind = platform if variant is None else f"{platform}/v:{variant}"
         for start in range(0, len(items), chunk):
             to = topics.deliveries[(platform, lane)]
             outbox.add(
@@ -144,8 +161,8 @@ async def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox
                 DeliveryBatch(notification_id=nid, app_id=app_id, platform=platform, channel=channel,
                               priority=n["priority"], items=items[start:start + chunk],
                               expires_at=None if n.get("ttl") is None else n["received_at"] + n["ttl"],
-                              collapse_key=n.get("collapse_key"), batch_id=f"{prefix}/{platform}/{start // chunk}",
-                              received_at=n.get("received_at"), ttl=n.get("ttl")),
+                              collapse_key=n.get("collapse_key"), batch_id=f"{prefix}/{kind}/{start // chunk}",
+                              received_at=n.get("received_at"), ttl=n.get("ttl"), variant=variant),
                 key=f"{app_id}/{nid}",
                 partition=partition % (to.partitions or 1),
             )
@@ -189,7 +206,7 @@ def abandon(app: faust.App, event: EventT) -> None:
 
 
 async def route_event(ctx: Context, event: EventT) -> None:
-    """Route one intent, USERS_PER_STEP users at a time.
+    """Route one intent, `pipeline.broadcast_step_users` users at a time.
 
     Each step's deliveries and statuses are acked before the users' memory (and, for a broadcast, the
     partition's cursor) records it, so a crash repeats at most the step in progress, and that step is routed
@@ -202,6 +219,9 @@ async def route_event(ctx: Context, event: EventT) -> None:
     intent = decode(IntentBatch, event.value)
     message = event.message
     partition = message.partition
+    if intent.cancel:
+        await remember_cancel(ctx, intent, partition)
+        return
     origin = intent.origin or f"{message.topic}:{partition}:{message.offset}"
     render = PayloadCache(intent.notification)
     cursor_key = table_key(f"{origin}|{partition}")
@@ -212,6 +232,7 @@ async def route_event(ctx: Context, event: EventT) -> None:
     step_no, after = cursor["step"], cursor["after"]
     listed = None if intent.broadcast else iter(targeted_users(tables.devices, intent, partition))
     app_id = intent.notification["app_id"]
+    step_users = max(1, ctx.rt.settings.pipeline.broadcast_step_users)
     logs.bind(app_id=app_id, notification_id=intent.notification.get("id"))
     while True:
         if not owns(app, event) and not await still_owns(app, event, generation):
@@ -221,14 +242,15 @@ async def route_event(ctx: Context, event: EventT) -> None:
             return
         # A fresh iterator per step: the RocksDB of a partition can be closed while this coroutine waits.
         source = targeted_users(tables.devices, intent, partition, after) if listed is None else listed
-        step = list(itertools.islice(source, USERS_PER_STEP))
+        step = list(itertools.islice(source, step_users))
         if not step:
             break
         # Merged on write: the other lane may write the same users while this step awaits.
         states, outbox = MergingView(tables.user_state, merge_memory), ctx.outbox()
         await route_intent(ctx, intent, partition, outbox, states, dt.datetime.now(dt.UTC), users=step,
                            render=render, batch_prefix=f"{origin}/{partition}/{step_no}",
-                           source=(message.topic, partition, message.offset))
+                           source=(message.topic, partition, message.offset),
+                           cancelled=cancelled_now(ctx, intent))
         await outbox.flush()
         if not owns(app, event) and not await still_owns(app, event, generation):
             log.info("router: rebalance after step %d of %s on partition %d", step_no, origin, partition)
@@ -297,6 +319,20 @@ class Watchdog:
                     log.warning("router: %s:%d was read up to %d but the router never got offsets %d..%d; "
                                 "fetching them again", name, tp.partition, position, expected, position - 1)
                     await consumer.seek(tp, expected)
+def cancelled_now(ctx: Context, intent: IntentBatch) -> bool:
+    """Whether the intent's notification is cancelled: looked up before every step, so a cancel that lands
+    while a broadcast is routed stops it at the next step."""
+    n = intent.notification
+    entry = ctx.tables.cancelled.get(table_key(cancel_key(n["app_id"], n["id"])))
+    return is_cancelled(entry)
+
+
+async def remember_cancel(ctx: Context, intent: IntentBatch, partition: int) -> None:
+    """A cancel reached this partition: remember it (one table write) for the steps and firings to come."""
+    n = intent.notification
+    log.info("router: notification %s/%s cancelled on partition %d", n["app_id"], n["id"], partition)
+    await write_partition(ctx.app, ctx.tables.cancelled, partition,
+                          {table_key(cancel_key(n["app_id"], n["id"])): cancel_entry(n["at"])})
 
 
 def register(ctx: Context) -> None:

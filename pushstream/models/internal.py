@@ -35,6 +35,8 @@ class IntentBatch(faust.Record, include_metadata=False):
     origin: Optional[str] = None
     # Re-delivery after quiet hours: only these devices per user, and the user's dedup memory does not stop it.
     devices: Optional[dict] = None
+    # A cancel (rules.cancel): ``notification`` is then just {"app_id", "id", "at"}; the router remembers it.
+    cancel: bool = False
 
 
 class ScheduleCommands(faust.Record, include_metadata=False):
@@ -73,6 +75,9 @@ class DeliveryBatch(faust.Record, include_metadata=False):
     # The request's TTL in seconds. 0 is "now or never" (contract v2): sent once with a zero lifetime at the
     # provider however late it is, never retried later (``rules.delivery.dispose``).
     ttl: Optional[int] = None
+    # The A/B variant every item of the batch got (rules.variants): the router batches each variant apart, so
+    # the senders copy it into the statuses once per batch.
+    variant: Optional[str] = None
 
 
 class ProgressBatch(faust.Record, include_metadata=False):

@@ -8,13 +8,14 @@ import faust
 from pushstream.config import Settings
 from pushstream.models.base import Fields, Invalid
 from pushstream.models.registry import PLATFORMS, known_app
+from pushstream.models.variants import parse_variants
 
 CHANNELS = ("transactional", "marketing")
 PRIORITIES = ("high", "normal")
 MAX_TTL_SECONDS = 28 * 24 * 3600  # the longest any provider stores a message (FCM: 4 weeks)
 _FIELDS = frozenset(
     {"id", "app_id", "channel", "category", "priority", "target", "title", "body", "data", "localized", "ttl",
-     "collapse_key", "send_at"}
+     "collapse_key", "send_at", "variants"}
 )
 _SEGMENT_KEYS = frozenset({"platforms", "tags_any", "locales", "app_version_gte"})
 # Keys the providers reserve in the data map (FCM) or beside it (APNs).
@@ -38,6 +39,7 @@ class NotificationRequest(faust.Record, include_metadata=False):
     ttl: Optional[int] = None
     collapse_key: Optional[str] = None
     send_at: Optional[str] = None
+    variants: Optional[list] = None  # models.variants: [{id, weight, title, body, localized}], rules.variants
 
     @property
     def lane(self) -> str:
@@ -54,7 +56,7 @@ def lane_of(channel: str) -> str:
 
 def _target(value: Any, max_users: int) -> dict[str, Any]:
     if not isinstance(value, dict) or len(value) != 1:
-        raise Invalid("bad_target", "'target' must hold exactly one of user_ids, segment, all")
+        raise Invalid("bad_target", "'target' must hold exactly one of user_ids, segment, all, test_devices")
     ((kind, spec),) = value.items()
     if kind == "user_ids":
         if not isinstance(spec, list) or not spec or not all(isinstance(u, str) and 0 < len(u) <= 256 for u in spec):
@@ -66,6 +68,10 @@ def _target(value: Any, max_users: int) -> dict[str, Any]:
         if spec is not True:
             raise Invalid("bad_target", "'target.all' must be true")
         return {"all": True}
+    if kind == "test_devices":
+        if spec is not True:
+            raise Invalid("bad_target", "'target.test_devices' must be true")
+        return {"test_devices": True}
     if kind == "segment":
         if not isinstance(spec, dict) or set(spec) - _SEGMENT_KEYS:
             raise Invalid("bad_target", f"'target.segment' keys are {', '.join(sorted(_SEGMENT_KEYS))}")
@@ -77,7 +83,7 @@ def _target(value: Any, max_users: int) -> dict[str, Any]:
         if "app_version_gte" in spec and not isinstance(spec["app_version_gte"], str):
             raise Invalid("bad_target", "'target.segment.app_version_gte' must be a version string")
         return {"segment": spec}
-    raise Invalid("bad_target", f"unknown target {kind!r}: use user_ids, segment or all")
+    raise Invalid("bad_target", f"unknown target {kind!r}: use user_ids, segment, all or test_devices")
 
 
 def _localized(value: Any) -> Optional[dict[str, dict[str, str]]]:
@@ -115,7 +121,8 @@ def parse_notification(data: dict[str, Any], settings: Settings, *, received_at:
     title = f.text("title", required=False, max_len=1024, allow_empty=True)
     body = f.text("body", required=False, max_len=4096, allow_empty=True)
     payload_data = f.mapping("data")
-    if title is None and body is None and not payload_data:
+    variants = parse_variants(data.get("variants"), _localized)
+    if title is None and body is None and not payload_data and not variants:
         raise Invalid("empty_notification", "a notification needs a title, a body or data")
     if payload_data and _RESERVED_DATA_KEYS & set(payload_data):
         reserved = sorted(_RESERVED_DATA_KEYS & set(payload_data))[0]
@@ -135,4 +142,5 @@ def parse_notification(data: dict[str, Any], settings: Settings, *, received_at:
         ttl=f.integer("ttl", minimum=0, maximum=MAX_TTL_SECONDS),
         collapse_key=f.text("collapse_key", required=False, max_len=64),
         send_at=parse_send_at(data.get("send_at")),
+        variants=variants,
     )

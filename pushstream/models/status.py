@@ -34,3 +34,5 @@ class StatusEvent(faust.Record, include_metadata=False):
     attempt: int = 1
     # Added field: which token the outcome is about, so feedback never deactivates a re-registered device.
     token_fingerprint: Optional[str] = None
+    # Added field (contract v2): the A/B variant the user got, on every status of a notification with variants.
+    variant: Optional[str] = None

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pushstream.rules import preferences
+from pushstream.rules import cancel, preferences
 from pushstream.rules.routing import decide
 
 # (platform, locale) → the rendered payload, or a reason it cannot be sent (e.g. payload_too_large).
@@ -38,12 +38,15 @@ def fan_out_user(
     origin: str | None = None,
     only_devices: list[str] | None = None,
     default_zone: dt.tzinfo = dt.UTC,
+    cancelled: bool = False,
 ) -> UserFanOut:
     """``origin`` names the request record being processed. When the user already got the notification from
     that very record, this is a replay after a crash: it produces nothing, not even duplicate statuses.
 
     ``only_devices`` is a re-delivery after quiet hours: just those devices, and the user's memory of the
     notification (written when the other devices got it) does not count as a duplicate for them.
+
+    ``cancelled``: the notification was cancelled (``rules.cancel.overrule`` decides each device).
     """
     result = UserFanOut()
     if origin is not None and preferences.sent_origin(state, notification["id"]) == origin:
@@ -58,6 +61,8 @@ def fan_out_user(
     for device_id, device in devices.items():
         platform = device["platform"]
         verdict = decide(device, app_id, notification, prefs, decide_state, now, default_zone)
+        if cancelled:
+            verdict = cancel.overrule(verdict)
         if verdict.action == "skip":
             continue
         if verdict.action == "suppressed":

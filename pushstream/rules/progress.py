@@ -49,10 +49,11 @@ class StatusItem:
     code: str
     at_ms: int
     reason: str | None = None
+    variant: str | None = None  # the A/B variant of the user (rules.variants), when the notification has them
 
     def as_list(self) -> list[Any]:
-        return [self.app_id, self.notification_id, self.user_id, self.device_id, self.code, self.at_ms,
-                self.reason]
+        raw = [self.app_id, self.notification_id, self.user_id, self.device_id, self.code, self.at_ms, self.reason]
+        return raw if self.variant is None else [*raw, self.variant]
 
     @classmethod
     def from_list(cls, raw: list[Any]) -> StatusItem:
@@ -76,8 +77,9 @@ def parse_status(data: Any) -> StatusItem:
     reason = data.get("reason")
     if reason is not None and not isinstance(reason, str):
         raise Invalid("bad_field", "'reason' must be a string or null")
+    variant = data.get("variant")
     return StatusItem(app_id, notification_id, user_id, device_id, code, at_millis(at),
-                      reason if code == SUPPRESSED else None)
+                      reason if code == SUPPRESSED else None, variant if isinstance(variant, str) else None)
 
 
 def at_millis(at: str) -> int:
@@ -151,6 +153,8 @@ def apply_statuses(doc: dict[str, Any] | None, users: Mapping[str, UserEntries |
     counting = current["applied"] < offset
     out = {**current, "by_status": dict(current["by_status"]),
            "suppressed_by_reason": dict(current["suppressed_by_reason"])}
+    if "variants" in current:
+        out["variants"] = {v: dict(counts) for v, counts in current["variants"].items()}
     changed: dict[str, UserEntries] = {}
     for item in items:
         entries = changed.get(item.user_id)
@@ -171,6 +175,8 @@ def apply_statuses(doc: dict[str, Any] | None, users: Mapping[str, UserEntries |
             else:
                 _tally(out, old, -1)
             _tally(out, new, +1)
+            if item.variant is not None:
+                tally_variant(out, item.variant, old, new)
         entries[item.device_id] = new
         changed[item.user_id] = entries
     if counting:
@@ -178,15 +184,31 @@ def apply_statuses(doc: dict[str, Any] | None, users: Mapping[str, UserEntries |
     return ProgressUpdate(doc=out, users=changed)
 
 
+def tally_variant(doc: dict[str, Any], variant: str, old: Entry | None, new: Entry) -> None:
+    """Per A/B variant: devices targeted and delivered (a user's devices all share the user's variant, so a
+    device's old and new status belong to the same one)."""
+    counts = doc.setdefault("variants", {}).setdefault(variant, {"targeted": 0, "delivered": 0})
+    delivered = CODES[Status.DELIVERED]
+    if old is None:
+        counts["targeted"] += 1
+    counts["delivered"] += (new[0] == delivered) - (old is not None and old[0] == delivered)
+
+
+def variants_document(doc: dict[str, Any]) -> dict[str, Any]:
+    """The progress document's ``variants`` (contract §4): targeted, delivered and opened per variant."""
+    return {v: {"targeted": c["targeted"], "delivered": c["delivered"], "opened": 0}
+            for v, c in sorted(doc.get("variants", {}).items())}
+
+
 def progress_document(doc: dict[str, Any]) -> dict[str, Any]:
-    """The contract's progress document (§4). Engagement and variants are not built yet: ``opened`` is 0 and
-    ``variants`` empty."""
+    """The contract's progress document (§4). Engagement is not built yet: ``opened`` is 0."""
     pending = doc["targeted"] - doc["final"]
     return {
         "id": doc["id"], "app_id": doc["app_id"], "targeted": doc["targeted"],
         "by_status": dict(sorted(doc["by_status"].items())),
         "suppressed_by_reason": dict(sorted(doc["suppressed_by_reason"].items())),
-        "pending": pending, "opened": 0, "done": doc["targeted"] > 0 and pending == 0, "variants": {},
+        "pending": pending, "opened": 0, "done": doc["targeted"] > 0 and pending == 0,
+        "variants": variants_document(doc),
         "first_at": _iso_ms(doc["first_ms"]), "last_at": _iso_ms(doc["last_ms"]),
     }
 

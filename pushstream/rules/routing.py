@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pushstream.rules import preferences
-from pushstream.rules.targeting import segment_matches
+from pushstream.rules.targeting import is_test_device, segment_matches
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +44,8 @@ def decide(
         return SKIP
     segment = notification["target"].get("segment")
     if segment is not None and not segment_matches(device, segment):
+        return SKIP
+    if "test_devices" in notification["target"] and not is_test_device(device):
         return SKIP
     channel = notification["channel"]
     if not preferences.opted_in(prefs, channel, notification.get("category")):

@@ -57,7 +57,7 @@ def settle(batch: DeliveryBatch, verdicts: Sequence[Verdict | None], *, now: flo
     retry_at = 0.0
     held_items: list[dict[str, Any]] = []
     held_at = 0.0
-    platform = batch.platform
+    platform, variant = batch.platform, batch.variant
     for item, verdict in zip(batch.items, verdicts, strict=True):
         fingerprint = address_fingerprint(platform, item)
         if verdict is None:
@@ -74,12 +74,15 @@ def settle(batch: DeliveryBatch, verdicts: Sequence[Verdict | None], *, now: flo
                                   attempts_by_class=policy.attempts_by_class)
         status, reason = disposition.status, disposition.reason
         out.tally[(platform, status, reason or "")] += 1
-        out.statuses.append({
+        status_record: dict[str, Any] = {
             "notification_id": batch.notification_id, "app_id": batch.app_id, "user_id": item["user_id"],
             "device_id": item["device_id"], "platform": platform, "status": status, "at": at, "reason": reason,
             "provider_status": verdict.provider_status if verdict is not None else None,
             "attempt": batch.attempt, "token_fingerprint": fingerprint,
-        })
+        }
+        if variant is not None:
+            status_record["variant"] = variant
+        out.statuses.append(status_record)
         if disposition.deactivate:
             # Feedback: the registry deactivates the device only if it still holds this token.
             out.deactivations.append({

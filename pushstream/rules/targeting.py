@@ -6,6 +6,7 @@ from typing import Any
 from pushstream.rules.localization import locale_candidates
 
 _NUMBERS = re.compile(r"\d+")
+TEST_TAG = "test"  # the tag of an app's test devices: `target: {"test_devices": true}` reaches only those
 
 
 def version_tuple(version: str) -> tuple[int, ...]:
@@ -35,3 +36,7 @@ def segment_matches(device: dict[str, Any], segment: dict[str, Any]) -> bool:
         if have is None or version_tuple(have) < version_tuple(minimum):
             return False
     return True
+
+
+def is_test_device(device: dict[str, Any]) -> bool:
+    return TEST_TAG in (device.get("tags") or ())

@@ -37,6 +37,8 @@ class Tables:
     progress: TableT
     # app id → {"by_reason": {reason: n}, "seen": {dlq partition: highest offset counted}}
     dlq_counts: TableT
+    # app/notification id → {"at": epoch seconds}: cancels, on every user partition (rules.cancel)
+    cancelled: TableT
 
 
 def declare_tables(app: faust.App, rt: Runtime) -> Tables:
@@ -63,6 +65,7 @@ def declare_tables(app: faust.App, rt: Runtime) -> Tables:
                            rt.layout.partitions("pushstream.token-claims")),
         progress=table("progress", "Campaign progress per notification and its devices' latest status", users),
         dlq_counts=table("dlq_counts", "Dead letters per app and reason", users),
+        cancelled=table("cancelled", "Cancelled notifications, remembered on every user partition", users),
     )
 
 

@@ -18,6 +18,8 @@ from pushstream.web import errors
 # (view, request, table name, key, answer when local) → the answer of the key's owner
 Routed = Callable[[View, Request, str, str, Callable[[], Awaitable[Response]]], Awaitable[Response]]
 Authorize = Callable[[View, Request, str], "Response | None"]
+# (view, request, app id, notification id) → the answer to DELETE (a cancel)
+Cancel = Callable[[View, Request, str, str], Awaitable[Response]]
 
 # The page's only script is its own file; nothing it shows is ever parsed as HTML.
 UI_HEADERS = {"Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
@@ -30,7 +32,7 @@ def json_answer(view: View, body: Any, status: int = 200) -> Response:
     return view.bytes(orjson.dumps(body), status=status, content_type="application/json")
 
 
-def register(ctx: Context, routed: Routed, authorize: Authorize) -> None:
+def register(ctx: Context, routed: Routed, authorize: Authorize, cancel: Cancel | None = None) -> None:
     app, tables = ctx.app, ctx.tables
 
     @app.page("/v1/apps/{app_id}/notifications/{notification_id}")
@@ -50,6 +52,11 @@ def register(ctx: Context, routed: Routed, authorize: Authorize) -> None:
                 return json_answer(self, progress_document(doc))
 
             return await routed(self, request, tables.progress.name, key, local)
+
+        async def delete(self, request: Request, app_id: str, notification_id: str) -> Response:
+            if cancel is None:
+                return json_answer(self, {"error": "method_not_allowed", "detail": "DELETE"}, 405)
+            return await cancel(self, request, app_id, notification_id)
 
     @app.page("/v1/apps/{app_id}/dlq")
     class DeadLetterCounts(View):

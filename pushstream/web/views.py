@@ -6,7 +6,9 @@ routing is done here with the app's router, on the same key bytes the tables use
 
 from __future__ import annotations
 
+import datetime as dt
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,9 +19,11 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from pushstream import logs, metrics
 from pushstream.agents.io import Context
-from pushstream.models.base import Invalid, load_json_object
+from pushstream.models.base import Invalid, iso, load_json_object
+from pushstream.models.cancel import parse_cancel
 from pushstream.models.notifications import parse_notification
 from pushstream.models.registry import parse_device_event
+from pushstream.rules.audit import REQUEST_ID_HEADER, audit_record, clean_user_agent, key_fingerprint
 from pushstream.rules.keys import user_key
 from pushstream.rules.registry import public_device
 from pushstream.runtime import Runtime
@@ -27,6 +31,31 @@ from pushstream.tables import table_key
 from pushstream.web import errors, openapi, progress
 
 ROUTED_HEADER = "X-Pushstream-Routed"
+REQUEST_ID = "X-Request-Id"
+
+
+def request_id_middleware() -> Any:
+    """Give every HTTP request an id (the audit record's ``request_id``) and echo it as ``X-Request-Id``."""
+    from aiohttp import web
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                         ) -> web.StreamResponse:
+        request_id = uuid.uuid4().hex
+        request["request_id"] = request_id
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            exc.headers[REQUEST_ID] = request_id
+            raise
+        response.headers[REQUEST_ID] = request_id
+        return response
+
+    return middleware
+
+
+def bearer_key(request: Request) -> str:
+    return request.headers.get("Authorization", "").partition(" ")[2].strip()
 
 
 def error(view: View, status: int, message: str, detail: Any = None) -> Response:
@@ -54,6 +83,7 @@ def register(ctx: Context, ready_checks: Callable[[], dict[str, bool]] | None = 
     web_driver.web_app.middlewares.append(logs.access_middleware())
     # Inside the access log, so it logs the status of the JSON answer; aiohttp's own 404/405/413 included.
     web_driver.web_app.middlewares.append(errors.json_errors_middleware())
+    web_driver.web_app.middlewares.append(request_id_middleware())
 
     def _ident(url: Any) -> tuple[str, int]:
         return (url.host or "", int(url.port or 80))
@@ -134,11 +164,46 @@ def register(ctx: Context, ready_checks: Callable[[], dict[str, bool]] | None = 
         except Invalid as exc:
             return error(view, 400, exc.reason, exc.detail)
         # The validated original goes to the input topic, so HTTP and Kafka producers take the same path.
-        ack = await to.send(key=key.encode(), value=orjson.dumps(data))
-        await ack
+        if kind == "notification":
+            await audited_send(request, record, data)
+        else:
+            await (await to.send(key=key.encode(), value=orjson.dumps(data)))
         answer = {"id": key} if kind == "notification" else {"user_id": key, "device_id": record.device_id}
         return view.bytes(orjson.dumps(answer), status=202, content_type="application/json")
 
+
+    async def audited_send(request: Request, record: Any, data: dict[str, Any]) -> None:
+        """Publish an accepted request with its request id header, then its audit record (rules.audit): the
+        planner audits only records without the header, so each request has one record, and the HTTP fields
+        (key fingerprint, address, user agent) come from this handler alone."""
+        http: Any = request  # the aiohttp request: the middleware's request id and the peer address
+        request_id = http.get("request_id") or uuid.uuid4().hex
+        api_key = bearer_key(request)
+        ack = await ctx.topics.notifications_in.send(key=record.id.encode(), value=orjson.dumps(data),
+                                                     headers=[(REQUEST_ID_HEADER, request_id.encode())])
+        await ack
+        audit = audit_record(notification_id=record.id, app_id=record.app_id, target=record.target,
+                             at=iso(dt.datetime.now(dt.UTC)), via="http", key_id=key_fingerprint(api_key),
+                             remote=http.remote,
+                             user_agent=clean_user_agent(request.headers.get("User-Agent"), (api_key,)),
+                             request_id=request_id)
+        await (await ctx.topics.audit.send(key=record.id.encode(), value=orjson.dumps(audit)))
+
+    async def cancel(view: View, request: Request, app_id: str, notification_id: str) -> Response:
+        """Publish a cancel record (contract §1) and answer 202 once the broker has it. Whether anything was
+        left to cancel is known only to the routers: a delivered notification stays delivered."""
+        denied = authorize(ctx.rt, view, request, app_id)
+        if denied is not None:
+            return denied
+        data = {"type": "cancel", "app_id": app_id, "id": notification_id}
+        try:
+            parse_cancel(data, ctx.rt.settings)
+        except Invalid as exc:
+            return error(view, 400, exc.reason, exc.detail)
+        await (await ctx.topics.notifications_in.send(key=notification_id.encode(), value=orjson.dumps(data)))
+        answer = {"id": notification_id, "cancel": "accepted",
+                  "detail": "devices not yet sent to get suppressed (cancelled); delivered ones are unchanged"}
+        return view.bytes(orjson.dumps(answer), status=202, content_type="application/json")
 
     @app.page("/v1/apps/{app_id}/notifications")
     class Notifications(View):
@@ -152,7 +217,7 @@ def register(ctx: Context, ready_checks: Callable[[], dict[str, bool]] | None = 
             return await accept(self, request, app_id, "device")
 
 
-    progress.register(ctx, routed, lambda view, request, app_id: authorize(ctx.rt, view, request, app_id))
+    progress.register(ctx, routed, lambda view, request, app_id: authorize(ctx.rt, view, request, app_id), cancel)
 
 
     @app.page("/healthz")

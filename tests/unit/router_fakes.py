@@ -90,7 +90,8 @@ def context(outboxes: list[GatedOutbox], app_settings: Settings | None = None,
     app = SimpleNamespace(rebalancing=False, assignor=SimpleNamespace(assigned_actives=lambda: {tp}),
                           producer=FakeProducer(), consumer_generation_id=1)
     tables = SimpleNamespace(devices={table_key(USER): devices or {"d-1": device()}}, preferences={},
-                             user_state=RocksTable("user_state"), cursors=RocksTable("cursors"))
+                             user_state=RocksTable("user_state"), cursors=RocksTable("cursors"),
+                             cancelled=RocksTable("cancelled"))
     topics = SimpleNamespace(status_out=FakeTopic("status"), schedule=FakeTopic("schedule"), dlq=FakeTopic("dlq"),
                              deliveries={(p, lane): FakeTopic(f"deliveries.{p}.{lane}")
                                          for p in PLATFORMS for lane in LANES})

@@ -480,7 +480,7 @@ def parse(data: dict[str, Any], **kwargs: Any) -> NotificationRequest:
 
 def test_notification_from_the_contract_example() -> None:
     n = parse(CONTRACT_NOTIFICATION)
-    assert n.asdict() == {**CONTRACT_NOTIFICATION, "received_at": RECEIVED_AT}
+    assert n.asdict() == {**CONTRACT_NOTIFICATION, "received_at": RECEIVED_AT, "variants": None}
     assert n.lane == "transactional"
     assert n.expires_at() == RECEIVED_AT + 3600
 
@@ -780,6 +780,8 @@ def test_status_record_has_the_contract_fields() -> None:
         "at": "2026-11-22T18:00:01.234Z",
         # Added (the contract allows added fields): which token the outcome is about.
         "token_fingerprint": None,
+        # Added (contract v2): the A/B variant, set on every status of a notification with variants.
+        "variant": None,
     }
 
 

@@ -14,7 +14,7 @@ from pushstream.topology import TopicSpec, kafka_bootstrap, load_layout, topics_
 
 REPO_TOPICS = Path(topology.__file__).resolve().parents[1] / "topics.yaml"
 INPUT_TOPICS = ("pushstream.devices", "pushstream.preferences", "pushstream.notifications")
-OUTPUT_TOPICS = ("pushstream.status", "pushstream.dlq")
+OUTPUT_TOPICS = ("pushstream.status", "pushstream.dlq", "pushstream.audit")
 
 
 def write_layout(tmp_path: Path, text: str) -> Path:
@@ -52,6 +52,7 @@ def test_shipped_layout_copartitions_everything_read_with_the_user_tables() -> N
         "pushstream.dlq-counts",
         "pushstream-progress-changelog",
         "pushstream-dlq_counts-changelog",
+        "pushstream-cancelled-changelog",
     } <= copartitioned
     assert all(layout.partitions(name) == layout.user_partitions for name in copartitioned)
 
