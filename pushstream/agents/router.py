@@ -18,6 +18,7 @@ from faust.types import EventT, StreamT, TableT
 
 from pushstream import logs, metrics
 from pushstream.agents.io import Context, Outbox
+from pushstream.agents.localtime import schedule_by_zone
 from pushstream.agents.scheduler import add_command
 from pushstream.models import DeliveryBatch, IntentBatch, ScheduleCommands, StatusEvent, decode
 from pushstream.models.base import iso
@@ -30,6 +31,7 @@ from pushstream.providers.webpush.payload import MAX_PLAINTEXT_BYTES as WEBPUSH_
 from pushstream.rules.fanout import fan_out_user
 from pushstream.rules.keys import user_key
 from pushstream.rules.localization import localize, render_key
+from pushstream.rules.localtime import pending_local_time
 from pushstream.rules.preferences import merge_memory
 from pushstream.tables import partition_items, table_key
 from pushstream.tables.batch import BatchView, MergingView, write_partition
@@ -95,6 +97,10 @@ async def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox
 
     if users is None:
         users = targeted_users(ctx.tables.devices, intent, partition)
+    if pending_local_time(n):  # send_at_local: scheduled per zone now, fanned out when each zone's time comes
+        schedule_by_zone(ctx, intent, partition, outbox, now, users,
+                         batch_prefix or f"{intent.origin or nid}/{partition}")
+        return
     for n_user, (user_id, user_devices) in enumerate(users, 1):
         if n_user % USERS_PER_YIELD == 0:
             await asyncio.sleep(0)
