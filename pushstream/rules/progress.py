@@ -179,14 +179,18 @@ def apply_statuses(doc: dict[str, Any] | None, users: Mapping[str, UserEntries |
 
 
 def progress_document(doc: dict[str, Any]) -> dict[str, Any]:
-    """The contract's progress document (§4). Engagement and variants are not built yet: ``opened`` is 0 and
-    ``variants`` empty."""
+    """The contract's progress document (§4). Opens come from `rules.engagement.apply_opens`; ``open_rate`` is
+    opens per delivered device (None before a delivery). Variants are not built yet: ``variants`` is empty."""
     pending = doc["targeted"] - doc["final"]
+    opened = doc.get("opened", 0)
+    delivered = doc["by_status"].get(Status.DELIVERED, 0)
     return {
         "id": doc["id"], "app_id": doc["app_id"], "targeted": doc["targeted"],
         "by_status": dict(sorted(doc["by_status"].items())),
         "suppressed_by_reason": dict(sorted(doc["suppressed_by_reason"].items())),
-        "pending": pending, "opened": 0, "done": doc["targeted"] > 0 and pending == 0, "variants": {},
+        "pending": pending, "opened": opened,
+        "open_rate": round(opened / delivered, 4) if delivered else None,
+        "done": doc["targeted"] > 0 and pending == 0, "variants": {},
         "first_at": _iso_ms(doc["first_ms"]), "last_at": _iso_ms(doc["last_ms"]),
     }
 

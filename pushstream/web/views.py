@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pushstream import logs, metrics
 from pushstream.agents.io import Context
 from pushstream.models.base import Invalid, load_json_object
+from pushstream.models.engagement import parse_engagement
 from pushstream.models.notifications import parse_notification
 from pushstream.models.registry import parse_device_event
 from pushstream.rules.keys import user_key
@@ -126,6 +127,9 @@ def register(ctx: Context, ready_checks: Callable[[], dict[str, bool]] | None = 
             if kind == "notification":
                 record: Any = parse_notification(data, settings, received_at=time.time())
                 key, to = record.id, ctx.topics.notifications_in
+            elif kind == "event":
+                record = parse_engagement(data, settings)
+                key, to = record.user_id, ctx.topics.engagement_in
             else:
                 record = parse_device_event(data, settings)
                 key, to = record.user_id, ctx.topics.devices_in
@@ -135,6 +139,8 @@ def register(ctx: Context, ready_checks: Callable[[], dict[str, bool]] | None = 
         ack = await to.send(key=key.encode(), value=orjson.dumps(data))
         await ack
         answer = {"id": key} if kind == "notification" else {"user_id": key, "device_id": record.device_id}
+        if kind == "event":
+            answer["notification_id"] = record.notification_id
         return view.bytes(orjson.dumps(answer), status=202, content_type="application/json")
 
 
@@ -142,6 +148,12 @@ def register(ctx: Context, ready_checks: Callable[[], dict[str, bool]] | None = 
     class Notifications(View):
         async def post(self, request: Request, app_id: str) -> Response:
             return await accept(self, request, app_id, "notification")
+
+
+    @app.page("/v1/apps/{app_id}/events")
+    class Events(View):
+        async def post(self, request: Request, app_id: str) -> Response:
+            return await accept(self, request, app_id, "event")
 
 
     @app.page("/v1/apps/{app_id}/devices")
