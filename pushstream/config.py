@@ -81,11 +81,22 @@ class WebPushSettings:
 
 
 @dataclass(frozen=True)
+class HooksSettings:
+    """Per-app hooks (`pushstream.hooks`): ``package.module:function`` names, imported at start-up."""
+
+    pre_send: str | None = None
+    post_send: str | None = None
+    # A pre-send call (sync: measured, async: awaited with this timeout) or a post-send batch may take this long.
+    budget_seconds: float = 0.05
+
+
+@dataclass(frozen=True)
 class AppSettings:
     api_keys: tuple[str, ...] = field(default=(), repr=False)  # secrets: never in a repr or a log line
     apns: ApnsSettings | None = None
     fcm: FcmSettings | None = None
     webpush: WebPushSettings | None = None
+    hooks: HooksSettings | None = None
 
     def platform_configured(self, platform: str) -> bool:
         return getattr(self, platform, None) is not None

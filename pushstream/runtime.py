@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pushstream.config import Settings, load_settings
+from pushstream.hooks import AppHooks, load_hooks
 from pushstream.topology import TopicLayout, load_layout, topics_file_path
 
 
@@ -13,6 +15,8 @@ from pushstream.topology import TopicLayout, load_layout, topics_file_path
 class Runtime:
     settings: Settings
     layout: TopicLayout
+    # app id → its hooks, imported at start-up; apps without hooks are absent
+    hooks: Mapping[str, AppHooks] = field(default_factory=dict)
 
     def topic_name(self, name: str) -> str:
         if name not in self.layout.topics:
@@ -27,4 +31,5 @@ def load_runtime(config_path: str | Path | None = None) -> Runtime:
 
 
 def runtime_for(settings: Settings) -> Runtime:
-    return Runtime(settings=settings, layout=load_layout(topics_file_path(settings)))
+    """The runtime of ``settings``: its topic layout and its apps' hooks (a missing one is a ConfigError)."""
+    return Runtime(settings=settings, layout=load_layout(topics_file_path(settings)), hooks=load_hooks(settings))

@@ -10,6 +10,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from types import MappingProxyType
 from typing import Any
 
 import faust
@@ -20,6 +21,7 @@ from pushstream import logs, metrics
 from pushstream.agents.io import Context, Outbox
 from pushstream.agents.localtime import schedule_by_zone
 from pushstream.agents.scheduler import add_command
+from pushstream.hooks.runner import AdjustedRenders, apply_pre_send
 from pushstream.models import DeliveryBatch, IntentBatch, ScheduleCommands, StatusEvent, decode
 from pushstream.models.base import iso
 from pushstream.models.dlq import undeliverable
@@ -50,6 +52,7 @@ class PayloadCache:
 
     def __init__(self, notification: dict[str, Any]) -> None:
         self.notification = notification
+        self.view = MappingProxyType(notification)  # what hooks see: read-only
         self._cache: dict[tuple[str, str | None], dict[str, Any] | str] = {}
 
     def __call__(self, platform: str, locale: str | None) -> dict[str, Any] | str:
@@ -101,19 +104,27 @@ async def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox
         schedule_by_zone(ctx, intent, partition, outbox, now, users,
                          batch_prefix or f"{intent.origin or nid}/{partition}")
         return
+    hooks = ctx.rt.hooks.get(app_id)
+    if hooks is not None and hooks.pre_send is None:
+        hooks = None  # no pre-send hook: the loop below pays nothing for hooks
+    adjusted = AdjustedRenders(n, PayloadCache) if hooks is not None else None
     for n_user, (user_id, user_devices) in enumerate(users, 1):
         if n_user % USERS_PER_YIELD == 0:
             await asyncio.sleep(0)
         if not user_devices:
             continue
         key = user_key(app_id, user_id)
+        prefs = preferences.get(table_key(key))
         result = fan_out_user(
-            n, app_id, user_id, user_devices, preferences.get(table_key(key)), states.get(key), now,
+            n, app_id, user_id, user_devices, prefs, states.get(key), now,
             configured=configured,
             render=render,
             origin=intent.origin,
             only_devices=(intent.devices or {}).get(user_id) if intent.devices is not None else None,
         )
+        if hooks is not None and result.deliveries:
+            assert adjusted is not None
+            await apply_pre_send(app_id, hooks, render.view, user_id, prefs, user_devices, result, adjusted)
         for platform, items in result.deliveries.items():
             batches.setdefault(platform, []).extend(items)
         for device_id, platform, status, reason in result.outcomes:
