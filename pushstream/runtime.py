@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from pushstream.topology import TopicLayout, load_layout, topics_file_path
 class Runtime:
     settings: Settings
     layout: TopicLayout
-    # app id → its hooks, imported at start-up; apps without hooks are absent
+    # app id → its hooks, imported at a worker's start-up (`with_hooks`); apps without hooks are absent
     hooks: Mapping[str, AppHooks] = field(default_factory=dict)
 
     def topic_name(self, name: str) -> str:
@@ -31,5 +32,10 @@ def load_runtime(config_path: str | Path | None = None) -> Runtime:
 
 
 def runtime_for(settings: Settings) -> Runtime:
-    """The runtime of ``settings``: its topic layout and its apps' hooks (a missing one is a ConfigError)."""
-    return Runtime(settings=settings, layout=load_layout(topics_file_path(settings)), hooks=load_hooks(settings))
+    return Runtime(settings=settings, layout=load_layout(topics_file_path(settings)))
+
+
+def with_hooks(rt: Runtime) -> Runtime:
+    """The runtime of a worker: its apps' hooks imported (a missing one is a ConfigError naming it). Only
+    workers call this: the other commands never import an app's code."""
+    return dataclasses.replace(rt, hooks=load_hooks(rt.settings))

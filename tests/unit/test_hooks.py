@@ -223,5 +223,5 @@ def test_hooks_in_the_config_file(tmp_path: Any) -> None:
     s = settings_from_mapping(raw, base_dir=tmp_path)
     assert s.apps["demo"].hooks == HooksSettings(pre_send="pushstream.hooks.examples:quiet_vips_and_utm",
                                                  budget_seconds=0.1)
-    with pytest.raises(ConfigError, match="apps.demo.hooks.pre_sned: unknown key"):
+    with pytest.raises(ConfigError, match=r"apps\.demo\.hooks\.pre_sned: unknown key"):
         settings_from_mapping({"apps": {"demo": {"hooks": {"pre_sned": "x:y"}}}}, base_dir=tmp_path)
