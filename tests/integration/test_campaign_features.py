@@ -5,7 +5,8 @@
   needs no fake clock), while a Berlin user waits in the schedule for Berlin's time;
 - opens posted for 10 devices (each twice, plus bad events) show as `opened: 10` in progress;
 - a pre-send hook that drops one user and raises for another: `suppressed`/`vip_quiet`, `dead_lettered`/
-  `hook_error` with a dead letter, everyone else delivered with the hook's UTM data.
+  `hook_error` with a dead letter, everyone else delivered with the hook's UTM data; a post-send hook gets
+  every settled outcome once, in batches.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from pushstream.rules.localtime import wall_clock
 from pushstream.testing.fakes.control import FakesProcess
+from pushstream.testing.hooks import OUTCOMES_FILE_ENV
 from pushstream.testing.stack import dev_app_config
 from tests.integration.harness import DEMO_KEY, OTHER_KEY, Kafka, Stack, Worker, make_deployment, wait_for
 
@@ -39,12 +42,16 @@ def fcm(user: str, device: str, **extra: Any) -> dict[str, Any]:
             "token": f"fcm-{user}-{device}", **extra}
 
 
-async def test_local_time_opens_and_hooks(tmp_path: Path, fakes: FakesProcess, workers: list[Worker]) -> None:
+async def test_local_time_opens_and_hooks(tmp_path: Path, fakes: FakesProcess, workers: list[Worker],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
     client = fakes.client
     assert client is not None
     setup = client.setup()
+    outcomes_file = tmp_path / "post_send.jsonl"
+    monkeypatch.setenv(OUTCOMES_FILE_ENV, str(outcomes_file))  # the worker inherits it
     demo = {**dev_app_config(setup, [DEMO_KEY]),
-            "hooks": {"pre_send": "pushstream.testing.hooks:drop_or_raise", "budget_seconds": 0.5}}
+            "hooks": {"pre_send": "pushstream.testing.hooks:drop_or_raise",
+                      "post_send": "pushstream.testing.hooks:outcomes_to_file", "budget_seconds": 0.5}}
     deployment = make_deployment(tmp_path / "d", apps={"demo": demo, "other": {"api_keys": [OTHER_KEY]}})
     stack = Stack(deployment=deployment, fakes=client, setup=setup)
     worker = Worker(deployment, "w1").start()
@@ -154,3 +161,15 @@ async def test_local_time_opens_and_hooks(tmp_path: Path, fakes: FakesProcess, w
         assert by_zone["Europe/Berlin"]["due"] == expected.timestamp()
         assert by_zone["Europe/Berlin"]["intent"]["user_ids"] == ["u-ber"]
         assert by_zone["Pacific/Auckland"]["due"] == due.timestamp()
+
+        # post_send got every outcome the senders settled, each exactly once, in batches (one call per poll).
+        def sent_outcomes() -> list[list[dict[str, Any]]]:
+            lines = outcomes_file.read_bytes().splitlines() if outcomes_file.exists() else []
+            return [orjson.loads(line) for line in lines]
+
+        calls = wait_for(lambda: (c := sent_outcomes()) and sum(map(len, c)) >= 16 and c, timeout=30,
+                         what="post_send outcomes")
+        seen = sorted((o["notification_id"], o["user_id"], o["device_id"], o["status"]) for c in calls for o in c)
+        assert len(seen) == 16 and {s[3] for s in seen} == {"delivered"}
+        assert {s[0] for s in seen} == {"local-1", "promo-1", "open-1"}
+        assert len(calls) < 16  # batched: fewer calls than outcomes
