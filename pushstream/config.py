@@ -89,6 +89,16 @@ class WebPushSettings:
 
 
 @dataclass(frozen=True)
+class HooksSettings:
+    """Per-app hooks (`pushstream.hooks`): ``package.module:function`` names, imported at start-up."""
+
+    pre_send: str | None = None
+    post_send: str | None = None
+    # A pre-send call (sync: measured, async: awaited with this timeout) or a post-send batch may take this long.
+    budget_seconds: float = 0.05
+
+
+@dataclass(frozen=True)
 class AppSettings:
     # Secrets: never in a repr or a log line. After loading, the inline keys and api_keys_file's, together.
     api_keys: tuple[str, ...] = field(default=(), repr=False)
@@ -99,6 +109,7 @@ class AppSettings:
     apns: ApnsSettings | None = None
     fcm: FcmSettings | None = None
     webpush: WebPushSettings | None = None
+    hooks: HooksSettings | None = None
 
     def platform_configured(self, platform: str) -> bool:
         return getattr(self, platform, None) is not None

@@ -63,6 +63,12 @@ deliveries = Counter(
     "pushstream_deliveries_total", "Devices settled by a sender, by outcome (the status written)",
     ["app_id", "platform", "lane", "status"], registry=REGISTRY,
 )
+hook_errors = Counter(
+    "pushstream_hook_errors_total",
+    "Per-app hook calls that raised, answered nonsense or exceeded their time budget (pre_send: per device, "
+    "dead-lettered hook_error; post_send: per batch of outcomes, or dropped when its queue was full)",
+    ["app_id", "hook"], registry=REGISTRY,
+)
 retries = Counter(
     "pushstream_retries_total", "Devices put on a retry topic, by the reason of the failed attempt",
     ["platform", "lane", "reason"], registry=REGISTRY,

@@ -34,6 +34,7 @@ class Topics:
     devices_in: faust.TopicT
     preferences_in: faust.TopicT
     notifications_in: faust.TopicT
+    engagement_in: faust.TopicT
     user_events: faust.TopicT
     token_claims: faust.TopicT
     # Intents per lane: the bulk lane's broadcasts must not queue in front of transactional intents.
@@ -57,6 +58,7 @@ class Topics:
             devices_in=topic("pushstream.devices"),
             preferences_in=topic("pushstream.preferences"),
             notifications_in=topic("pushstream.notifications"),
+            engagement_in=topic("pushstream.engagement"),
             user_events=topic("pushstream.user-events"),
             token_claims=topic("pushstream.token-claims"),
             intents={"transactional": topic("pushstream.intents"), "bulk": topic("pushstream.intents.bulk")},

@@ -4,6 +4,8 @@
   by app/notification id: one `ProgressBatch` per partition on `pushstream.progress`.
 - `progress` applies each batch to the `progress` table (`rules.progress.apply_statuses`): the document of
   each notification is written before its devices' entries (see the rule for why that order).
+- `engagement_feed` validates `pushstream.engagement` (bad events to the DLQ with a reason) and re-keys the opens
+  the same way; `progress` counts each device's first open (`rules.engagement.apply_opens`).
 - `dlq_feed` and `dlq_counts` do the same for `pushstream.dlq`: counts per app and reason.
 
 Status records and dead letters are pushstream's own output: a malformed one is skipped with a log line, never
@@ -20,13 +22,16 @@ import orjson
 from faust.types import EventT, StreamT, TableT
 
 from pushstream import metrics
-from pushstream.agents.io import Context, event_batches
+from pushstream.agents.io import Context, Outbox, event_batches
 from pushstream.models import decode
+from pushstream.models.base import Invalid, load_json_object
+from pushstream.models.engagement import parse_engagement
 from pushstream.models.internal import DeadLetterCounts, ProgressBatch
 from pushstream.rules.dead_letters import count_dead_letters, dead_letter_app
+from pushstream.rules.engagement import OpenItem, apply_opens
 from pushstream.rules.keys import by_partition
 from pushstream.rules.progress import StatusItem, apply_statuses, parse_status
-from pushstream.tables import progress_device_key, table_key
+from pushstream.tables import progress_device_key, progress_opened_key, table_key
 from pushstream.tables.batch import write_partition
 
 log = logging.getLogger(__name__)
@@ -88,6 +93,47 @@ def apply_progress(table: TableT, items: list[list[Any]], offset: int) -> dict[b
     return changes
 
 
+def apply_opens_batch(table: TableT, items: list[list[Any]], offset: int,
+                      changes: dict[bytes, Any] | None = None) -> dict[bytes, Any]:
+    """What the opens of one `ProgressBatch` change in the progress table, added to ``changes`` (the same
+    batch's status changes, read through): each notification's document, then the opened devices of its users
+    (`rules.engagement.apply_opens`)."""
+    changes = {} if changes is None else changes
+
+    def get(key: bytes) -> Any:
+        return changes[key] if key in changes else table.get(key)
+
+    by_notification: dict[tuple[str, str], list[OpenItem]] = {}
+    for raw in items:
+        item = OpenItem.from_list(raw)
+        by_notification.setdefault((item.app_id, item.notification_id), []).append(item)
+    for (app_id, notification_id), group in by_notification.items():
+        doc_key = table_key(f"{app_id}/{notification_id}")
+        doc = get(doc_key)
+        opened = {i.user_id: get(progress_opened_key(app_id, notification_id, i.user_id)) for i in group}
+        update = apply_opens(doc, opened, group, offset=offset, app_id=app_id, notification_id=notification_id)
+        if update.doc != doc:
+            changes[doc_key] = update.doc  # in place if present: the document stays before every entry
+        for user_id, devices in update.users.items():
+            changes[progress_opened_key(app_id, notification_id, user_id)] = devices
+    return changes
+
+
+def engagement_items(ctx: Context, events: list[EventT], outbox: Outbox) -> list[OpenItem]:
+    """The valid engagement events of a batch; the others are dead-lettered with their reason."""
+    settings = ctx.rt.settings
+    items = []
+    for event in events:
+        try:
+            data = load_json_object(event.message.value, max_bytes=settings.limits.max_record_bytes)
+            items.append(parse_engagement(data, settings))
+        except Invalid as error:
+            outbox.dead_letter(event, error, "engagement")
+        except Exception as error:  # never crash on input
+            outbox.dead_letter(event, Invalid("internal_error", repr(error)), "engagement")
+    return items
+
+
 def apply_dead_letter_counts(table: TableT, items: list[list[Any]]) -> dict[bytes, Any]:
     """What one `DeadLetterCounts` batch changes in the dlq_counts table."""
     changes: dict[bytes, Any] = {}
@@ -124,14 +170,29 @@ def register(ctx: Context) -> None:
         async for event in stream.events():
 
             async def work(event: EventT = event) -> None:
-                changes = apply_progress(tables.progress, decode(ProgressBatch, event.value).items,
-                                         event.message.offset)
+                batch = decode(ProgressBatch, event.value)
+                changes = apply_progress(tables.progress, batch.items, event.message.offset)
+                if batch.opens:
+                    changes = apply_opens_batch(tables.progress, batch.opens, event.message.offset, changes)
                 # One write batch, the changelog records in order (documents first); never Faust's per-key
                 # path, whose buffer would hold every agent's next message behind a campaign's statuses.
                 await write_partition(ctx.app, tables.progress, event.message.partition, changes)
 
             with metrics.batch_seconds.labels("progress").time():
                 await ctx.guarded("progress", [event], work)
+
+    async def engagement_feed(stream: StreamT) -> None:
+        """Engagement input (keyed by user, any partitioner) validated and re-keyed like the status feed."""
+        async for events in event_batches(stream, pipeline.ingest_batch, pipeline.ingest_within_seconds):
+            with metrics.batch_seconds.labels("engagement_feed").time():
+                metrics.records_in.labels("engagement").inc(len(events))
+                outbox = ctx.outbox()
+                items = engagement_items(ctx, list(events), outbox)
+                grouped = by_partition(items, lambda i: f"{i.app_id}/{i.notification_id}", partitions)
+                for partition, group in grouped.items():
+                    outbox.add(topics.progress, ProgressBatch(items=[], opens=[i.as_list() for i in group]),
+                               key=f"progress/{partition}", partition=partition)
+                await outbox.flush(wait=False)
 
     async def dlq_feed(stream: StreamT) -> None:
         async for events in event_batches(stream, pipeline.ingest_batch, pipeline.ingest_within_seconds):
@@ -153,5 +214,6 @@ def register(ctx: Context) -> None:
 
     ctx.app.agent(topics.status_out, name="pushstream.progress_feed")(progress_feed)
     ctx.app.agent(topics.progress, name="pushstream.progress")(progress)
+    ctx.app.agent(topics.engagement_in, name="pushstream.engagement_feed")(engagement_feed)
     ctx.app.agent(topics.dlq, name="pushstream.dlq_feed")(dlq_feed)
     ctx.app.agent(topics.dlq_counts, name="pushstream.dlq_counts")(dlq_counts)

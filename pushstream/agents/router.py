@@ -10,6 +10,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from types import MappingProxyType
 from typing import Any
 
 import faust
@@ -18,7 +19,9 @@ from faust.types import EventT, StreamT, TableT
 
 from pushstream import logs, metrics
 from pushstream.agents.io import Context, Outbox
+from pushstream.agents.localtime import schedule_by_zone
 from pushstream.agents.scheduler import add_command
+from pushstream.hooks.runner import AdjustedRenders, apply_pre_send
 from pushstream.models import DeliveryBatch, IntentBatch, ScheduleCommands, StatusEvent, decode
 from pushstream.models.base import iso
 from pushstream.models.dlq import undeliverable
@@ -31,6 +34,7 @@ from pushstream.rules.cancel import cancel_entry, cancel_key, is_cancelled
 from pushstream.rules.fanout import fan_out_user
 from pushstream.rules.keys import user_key
 from pushstream.rules.localization import localize, render_key
+from pushstream.rules.localtime import pending_local_time
 from pushstream.rules.preferences import merge_memory
 from pushstream.rules.variants import VariantPicker, variant_notification
 from pushstream.tables import partition_items, table_key
@@ -51,6 +55,7 @@ class PayloadCache:
 
     def __init__(self, notification: dict[str, Any]) -> None:
         self.notification = notification
+        self.view = MappingProxyType(notification)  # what hooks see: read-only
         self._cache: dict[tuple[str, str | None], dict[str, Any] | str] = {}
         variants = notification.get("variants")
         self.picker = VariantPicker(notification["id"], variants) if variants else None
@@ -110,6 +115,14 @@ async def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox
 
     if users is None:
         users = targeted_users(ctx.tables.devices, intent, partition)
+    if pending_local_time(n):  # send_at_local: scheduled per zone now, fanned out when each zone's time comes
+        schedule_by_zone(ctx, intent, partition, outbox, now, users,
+                         batch_prefix or f"{intent.origin or nid}/{partition}")
+        return
+    hooks = ctx.rt.hooks.get(app_id)
+    if hooks is not None and hooks.pre_send is None:
+        hooks = None  # no pre-send hook: the loop below pays nothing for hooks
+    adjusted = AdjustedRenders(n, PayloadCache) if hooks is not None else None
     for n_user, (user_id, user_devices) in enumerate(users, 1):
         if n_user % USERS_PER_YIELD == 0:
             await asyncio.sleep(0)
@@ -117,8 +130,9 @@ async def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox
             continue
         key = user_key(app_id, user_id)
         variant = None if render.picker is None else render.picker.pick(user_id)
+        prefs = preferences.get(table_key(key))
         result = fan_out_user(
-            n, app_id, user_id, user_devices, preferences.get(table_key(key)), states.get(key), now,
+            n, app_id, user_id, user_devices, prefs, states.get(key), now,
             configured=configured,
             render=render if variant is None else render.variant(variant),
             origin=intent.origin,
@@ -126,6 +140,9 @@ async def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox
             default_zone=default_zone,
             cancelled=cancelled,
         )
+        if hooks is not None and result.deliveries:
+            assert adjusted is not None
+            await apply_pre_send(app_id, hooks, render.view, user_id, prefs, user_devices, result, adjusted)
         for platform, items in result.deliveries.items():
             batches.setdefault((platform, variant), []).extend(items)
         for device_id, platform, status, reason in result.outcomes:

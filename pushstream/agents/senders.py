@@ -34,6 +34,8 @@ from aiokafka.structs import ConsumerRecord
 from pushstream import logs, metrics
 from pushstream.agents import protection
 from pushstream.config import Settings
+from pushstream.hooks import load_hooks
+from pushstream.hooks.runner import PostSendQueue
 from pushstream.models import DeliveryBatch, UserEvents, decode, encode
 from pushstream.models.base import iso, utcnow
 from pushstream.models.dlq import dead_letter
@@ -230,6 +232,7 @@ class SenderService:
         self.ready = asyncio.Event()
         self.started = False
         self.settled = 0  # batches settled by this process (for tests and logs)
+        self.post_send = PostSendQueue.of(load_hooks(settings))  # None without post_send hooks
 
     async def start(self) -> None:
         # The transactional id is stable across restarts of the same worker: starting the producer fences a
@@ -247,6 +250,8 @@ class SenderService:
             max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=16 * 1024 * 1024)
         self._consumer.subscribe([*self.delivery_topics, *self.retry_topics], listener=_Rebalance(self))
         await self._consumer.start()
+        if self.post_send is not None:
+            self.post_send.start()
         self._task = asyncio.create_task(self._run(), name=f"pushstream.sender.{self.lane}")
         self.started = True
         log.info("sender %s started: group %s, instance %s", self.lane, self.group, self.instance)
@@ -265,6 +270,8 @@ class SenderService:
             await self._consumer.stop()
         if self._producer is not None:
             await self._producer.stop()
+        if self.post_send is not None:
+            await self.post_send.stop()
         await self.pool.close()
 
     def describe(self) -> dict[str, Any]:
@@ -444,6 +451,8 @@ class SenderService:
         records.extend(self._user_events(deactivations))
         await self._commit(records, offsets)
         metrics.observe_poll(self.lane, settled, answered_at=now, internal_errors=errors)
+        if self.post_send is not None:
+            self.post_send.offer(settled)  # committed outcomes; the hook runs in its own task
         for _, _, _, batch_id in batches:
             self.memory.add(batch_id)
         self.settled += len(batches)

@@ -70,6 +70,7 @@ def option_value(args: Sequence[str], *names: str) -> str | None:
 def _worker(args: argparse.Namespace, extra: list[str]) -> int:
     from pushstream import logs
     from pushstream.credentials import check_credentials
+    from pushstream.hooks import load_hooks
 
     if args.config:
         os.environ["PUSHSTREAM_CONFIG"] = args.config
@@ -77,7 +78,9 @@ def _worker(args: argparse.Namespace, extra: list[str]) -> int:
     os.environ[logs.FORMAT_ENV] = logs.log_format(args.log_format)
     # Every key and credential file parsed before anything starts (every role): a bad one is a ConfigError,
     # one message and exit 2, never a traceback or a process that looks ready and cannot send.
-    check_credentials(load_settings(args.config))
+    settings = load_settings(args.config)
+    check_credentials(settings)
+    load_hooks(settings)  # a per-app hook that cannot be imported stops every role here, naming it
     _preflight(args.config)
     if not args.no_apply:
         code = _topics_apply(argparse.Namespace(config=args.config, dry_run=False))

@@ -85,6 +85,8 @@ class ProgressBatch(faust.Record, include_metadata=False):
     `rules.progress.StatusItem.as_list()`: [app_id, notification_id, user_id, device_id, code, at_ms, reason]."""
 
     items: list
+    # `opened` engagement events of the partition, each `rules.engagement.OpenItem.as_list()`.
+    opens: Optional[list] = None
 
 
 class DeadLetterCounts(faust.Record, include_metadata=False):

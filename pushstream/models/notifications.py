@@ -9,13 +9,14 @@ from pushstream.config import Settings
 from pushstream.models.base import Fields, Invalid
 from pushstream.models.registry import PLATFORMS, known_app
 from pushstream.models.variants import parse_variants
+from pushstream.rules import localtime
 
 CHANNELS = ("transactional", "marketing")
 PRIORITIES = ("high", "normal")
 MAX_TTL_SECONDS = 28 * 24 * 3600  # the longest any provider stores a message (FCM: 4 weeks)
 _FIELDS = frozenset(
     {"id", "app_id", "channel", "category", "priority", "target", "title", "body", "data", "localized", "ttl",
-     "collapse_key", "send_at", "variants"}
+     "collapse_key", "send_at", "variants", "send_at_local", "send_on", "if_passed"}
 )
 _SEGMENT_KEYS = frozenset({"platforms", "tags_any", "locales", "app_version_gte"})
 # Keys the providers reserve in the data map (FCM) or beside it (APNs).
@@ -40,6 +41,10 @@ class NotificationRequest(faust.Record, include_metadata=False):
     collapse_key: Optional[str] = None
     send_at: Optional[str] = None
     variants: Optional[list] = None  # models.variants: [{id, weight, title, body, localized}], rules.variants
+    # Local-time sends (rules.localtime): "HH:MM" in each user's zone, optionally on a date.
+    send_at_local: Optional[str] = None
+    send_on: Optional[str] = None
+    if_passed: Optional[str] = None
 
     @property
     def lane(self) -> str:
@@ -113,6 +118,31 @@ def parse_send_at(value: Any) -> Optional[str]:
     return value
 
 
+def parse_local_time(data: dict[str, Any]) -> dict[str, Optional[str]]:
+    """`send_at_local` ("HH:MM"), `send_on` ("YYYY-MM-DD") and `if_passed` ("tomorrow" | "skip"), checked."""
+    at, on, if_passed = data.get("send_at_local"), data.get("send_on"), data.get("if_passed")
+    if at is None:
+        if on is not None or if_passed is not None:
+            raise Invalid("bad_field", "'send_on' and 'if_passed' need 'send_at_local'")
+        return {}
+    if data.get("send_at") is not None:
+        raise Invalid("bad_field", "give either 'send_at' or 'send_at_local', not both")
+    try:
+        localtime.parse_hhmm(at)
+    except ValueError as exc:
+        raise Invalid("bad_field", f"'send_at_local' {exc}") from None
+    if on is not None:
+        try:
+            if not isinstance(on, str) or len(on) != 10:
+                raise ValueError
+            dt.date.fromisoformat(on)
+        except ValueError:
+            raise Invalid("bad_field", f"'send_on' {on!r} is not a date (YYYY-MM-DD)") from None
+    if if_passed is not None and if_passed not in localtime.IF_PASSED:
+        raise Invalid("bad_field", f"'if_passed' must be one of {', '.join(localtime.IF_PASSED)}")
+    return {"send_at_local": at, "send_on": on, "if_passed": if_passed or localtime.DEFAULT_IF_PASSED}
+
+
 def parse_notification(data: dict[str, Any], settings: Settings, *, received_at: float) -> NotificationRequest:
     """Validate a notification request from a producer or the HTTP API."""
     f = Fields(data, _FIELDS)
@@ -127,6 +157,7 @@ def parse_notification(data: dict[str, Any], settings: Settings, *, received_at:
     if payload_data and _RESERVED_DATA_KEYS & set(payload_data):
         reserved = sorted(_RESERVED_DATA_KEYS & set(payload_data))[0]
         raise Invalid("bad_field", f"'data' must not use the reserved key {reserved!r}")
+    local = parse_local_time(data)
     return NotificationRequest(
         id=f.text("id", max_len=200),
         app_id=app_id,
@@ -143,4 +174,7 @@ def parse_notification(data: dict[str, Any], settings: Settings, *, received_at:
         collapse_key=f.text("collapse_key", required=False, max_len=64),
         send_at=parse_send_at(data.get("send_at")),
         variants=variants,
+        send_at_local=local.get("send_at_local"),
+        send_on=local.get("send_on"),
+        if_passed=local.get("if_passed"),
     )

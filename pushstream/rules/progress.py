@@ -201,14 +201,19 @@ def variants_document(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def progress_document(doc: dict[str, Any]) -> dict[str, Any]:
-    """The contract's progress document (§4). Engagement is not built yet: ``opened`` is 0."""
+    """The contract's progress document (§4). Opens come from `rules.engagement.apply_opens`; ``open_rate`` is
+    opens per delivered device (None before a delivery). Per variant, opens stay 0 (`variants_document`): a
+    device's variant is not kept with its open yet."""
     pending = doc["targeted"] - doc["final"]
+    opened = doc.get("opened", 0)
+    delivered = doc["by_status"].get(Status.DELIVERED, 0)
     return {
         "id": doc["id"], "app_id": doc["app_id"], "targeted": doc["targeted"],
         "by_status": dict(sorted(doc["by_status"].items())),
         "suppressed_by_reason": dict(sorted(doc["suppressed_by_reason"].items())),
-        "pending": pending, "opened": 0, "done": doc["targeted"] > 0 and pending == 0,
-        "variants": variants_document(doc),
+        "pending": pending, "opened": opened,
+        "open_rate": round(opened / delivered, 4) if delivered else None,
+        "done": doc["targeted"] > 0 and pending == 0, "variants": variants_document(doc),
         "first_at": _iso_ms(doc["first_ms"]), "last_at": _iso_ms(doc["last_ms"]),
     }
 

@@ -80,6 +80,11 @@ def progress_device_key(app_id: str, notification_id: str, user_id: str) -> byte
     return b"\0" + orjson.dumps([app_id, notification_id, user_id])
 
 
+def progress_opened_key(app_id: str, notification_id: str, user_id: str) -> bytes:
+    """The progress table's key of the sorted ids of one user's devices that opened a notification."""
+    return b"\0" + orjson.dumps([app_id, notification_id, user_id, "opened"])
+
+
 def due_keys(table: TableT, partition: int, now: float, limit: int) -> list[bytes]:
     """Keys of one local partition of the schedule table that are due at ``now``, earliest first."""
     store: Any = table.data

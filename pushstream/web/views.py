@@ -21,6 +21,7 @@ from pushstream import logs, metrics
 from pushstream.agents.io import Context
 from pushstream.models.base import Invalid, iso, load_json_object
 from pushstream.models.cancel import parse_cancel
+from pushstream.models.engagement import parse_engagement
 from pushstream.models.notifications import parse_notification
 from pushstream.models.registry import parse_device_event
 from pushstream.rules.audit import REQUEST_ID_HEADER, audit_record, clean_user_agent, key_fingerprint
@@ -158,6 +159,9 @@ def register(ctx: Context, ready_checks: Callable[[], dict[str, bool]] | None = 
             if kind == "notification":
                 record: Any = parse_notification(data, settings, received_at=time.time())
                 key, to = record.id, ctx.topics.notifications_in
+            elif kind == "event":
+                record = parse_engagement(data, settings)
+                key, to = record.user_id, ctx.topics.engagement_in
             else:
                 record = parse_device_event(data, settings)
                 key, to = record.user_id, ctx.topics.devices_in
@@ -169,6 +173,8 @@ def register(ctx: Context, ready_checks: Callable[[], dict[str, bool]] | None = 
         else:
             await (await to.send(key=key.encode(), value=orjson.dumps(data)))
         answer = {"id": key} if kind == "notification" else {"user_id": key, "device_id": record.device_id}
+        if kind == "event":
+            answer["notification_id"] = record.notification_id
         return view.bytes(orjson.dumps(answer), status=202, content_type="application/json")
 
 
@@ -209,6 +215,12 @@ def register(ctx: Context, ready_checks: Callable[[], dict[str, bool]] | None = 
     class Notifications(View):
         async def post(self, request: Request, app_id: str) -> Response:
             return await accept(self, request, app_id, "notification")
+
+
+    @app.page("/v1/apps/{app_id}/events")
+    class Events(View):
+        async def post(self, request: Request, app_id: str) -> Response:
+            return await accept(self, request, app_id, "event")
 
 
     @app.page("/v1/apps/{app_id}/devices")

@@ -58,7 +58,8 @@ async def test_progress_counts_a_campaign_exactly_and_the_cli_prints_it(
         assert {k: v for k, v in doc.items() if k not in ("first_at", "last_at")} == {
             "id": "camp-1", "app_id": "demo", "targeted": 18,
             "by_status": {"delivered": 14, "invalid_token": 1, "suppressed": 3},
-            "suppressed_by_reason": {"opt_out": 3}, "pending": 0, "opened": 0, "done": True, "variants": {},
+            "suppressed_by_reason": {"opt_out": 3}, "pending": 0, "opened": 0, "open_rate": 0.0,
+            "done": True, "variants": {},
         }
         ats = sorted(s["at"] for s in statuses if s["notification_id"] == "camp-1")
         assert (doc["first_at"], doc["last_at"]) == (ats[0], ats[-1])

@@ -95,7 +95,7 @@ def context(outboxes: list[GatedOutbox], app_settings: Settings | None = None,
     topics = SimpleNamespace(status_out=FakeTopic("status"), schedule=FakeTopic("schedule"), dlq=FakeTopic("dlq"),
                              deliveries={(p, lane): FakeTopic(f"deliveries.{p}.{lane}")
                                          for p in PLATFORMS for lane in LANES})
-    ctx = SimpleNamespace(app=app, rt=SimpleNamespace(settings=app_settings or settings()), topics=topics,
+    ctx = SimpleNamespace(app=app, rt=SimpleNamespace(settings=app_settings or settings(), hooks={}), topics=topics,
                           tables=tables, outbox=lambda: outboxes.pop(0))
     return ctx, tp
 

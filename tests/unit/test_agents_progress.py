@@ -99,3 +99,55 @@ def test_notifications_show_picks_the_only_app_or_needs_one() -> None:
         pick_app(two, None)
     with pytest.raises(ConfigError, match="not in the configuration"):
         pick_app(two, "c")
+
+
+def test_opens_are_written_document_first_and_counted_once_with_the_statuses() -> None:
+    from pushstream.agents.progress import apply_opens_batch
+    from pushstream.rules.engagement import OpenItem
+    from pushstream.rules.progress import progress_document
+    from pushstream.tables import progress_opened_key
+
+    table = Table()
+    table.update_in_order(apply_progress(table, [["demo", "n-1", "u-1", "d-1", "d", 1, None],
+                                                 ["demo", "n-1", "u-1", "d-2", "d", 1, None]], offset=0))
+    opens = [OpenItem("demo", "n-1", "u-1", "d-1", 5).as_list(), OpenItem("demo", "n-1", "u-1", "d-1", 6).as_list()]
+    table.writes.clear()
+    table.update_in_order(apply_opens_batch(table, opens, offset=1))
+    assert table.writes == [table_key("demo/n-1"), progress_opened_key("demo", "n-1", "u-1")]
+    # the same batch again (a crash before the commit)
+    table.update_in_order(apply_opens_batch(table, opens, offset=1))
+    table.update_in_order(apply_opens_batch(table, [OpenItem("demo", "n-1", "u-1", "d-2", 7).as_list(), *opens],
+                                            offset=2))
+    doc = progress_document(table[table_key("demo/n-1")])
+    assert (doc["opened"], doc["open_rate"], doc["targeted"]) == (2, 1.0, 2)
+    assert table[progress_opened_key("demo", "n-1", "u-1")] == ["d-1", "d-2"]
+
+
+def test_statuses_and_opens_of_one_batch_write_the_document_once_before_every_entry() -> None:
+    from pushstream.agents.progress import apply_opens_batch
+    from pushstream.rules.engagement import OpenItem
+    from pushstream.rules.progress import progress_document
+    from pushstream.tables import progress_opened_key
+
+    table = Table()
+    changes = apply_progress(table, [["demo", "n-1", "u-1", "d-1", "d", 1, None]], offset=3)
+    changes = apply_opens_batch(table, [OpenItem("demo", "n-1", "u-1", "d-1", 5).as_list()], offset=3,
+                                changes=changes)
+    assert list(changes) == [table_key("demo/n-1"), progress_device_key("demo", "n-1", "u-1"),
+                             progress_opened_key("demo", "n-1", "u-1")]
+    doc = progress_document(changes[table_key("demo/n-1")])
+    assert (doc["by_status"], doc["opened"]) == ({"delivered": 1}, 1)
+
+
+def test_bad_engagement_events_are_dead_lettered_with_their_reason() -> None:
+    from pushstream.agents.progress import engagement_items
+
+    dead: list[str] = []
+    outbox = SimpleNamespace(dead_letter=lambda event, error, source: dead.append(f"{source}:{error.reason}"))
+    good = {"type": "opened", "app_id": "demo", "notification_id": "n-1", "user_id": "u-1", "device_id": "d-1",
+            "at": "2026-11-22T18:00:09Z"}
+    ctx = SimpleNamespace(rt=SimpleNamespace(settings=settings()))
+    items = engagement_items(ctx, [event(good), event(b"{not json", 1), event({**good, "type": "seen"}, 2),
+                                   event({**good, "app_id": "nope"}, 3)], outbox)  # type: ignore[arg-type]
+    assert [i.device_id for i in items] == ["d-1"]
+    assert dead == ["engagement:bad_json", "engagement:bad_field", "engagement:unknown_app"]

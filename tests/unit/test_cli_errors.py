@@ -81,3 +81,22 @@ def test_a_bad_redrive_time_is_a_usage_error_before_any_broker_call(tmp_path: Pa
     assert result.returncode == 2, result.stderr
     assert result.stderr == ("pushstream dlq redrive: 'yesterday' is not an ISO-8601 time "
                              "(e.g. 2026-12-01T18:00:00Z)\n")
+@pytest.mark.parametrize("hook", ["no_such_module_xyz:f", "pushstream.hooks.examples:nothing_here"])
+@pytest.mark.parametrize("args", [c for c in COMMANDS if c[0] == "worker"], ids=" ".join)
+def test_a_hook_that_cannot_be_imported_stops_a_worker_naming_it(tmp_path: Path, args: list[str],
+                                                                 hook: str) -> None:
+    config = f"apps: {{demo: {{api_keys: [k], hooks: {{post_send: '{hook}'}}}}}}\n"
+    result = run(tmp_path, config, args)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("pushstream: apps.demo.hooks.post_send: ") and result.stderr.count("\n") == 1
+    assert hook.split(":")[0 if "no_such" in hook else 1] in result.stderr
+
+
+def test_the_faust_entry_stops_on_a_missing_hook_too(tmp_path: Path) -> None:
+    path = tmp_path / "pushstream.yaml"
+    path.write_text("apps: {demo: {api_keys: [k], hooks: {pre_send: 'no_such_module_xyz:f'}}}\n")
+    result = subprocess.run([str(Path(sys.executable).parent / "faust"), "-A", "pushstream.app", "worker"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                            env={"PATH": "/usr/bin:/bin", "PUSHSTREAM_CONFIG": str(path)})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("pushstream: apps.demo.hooks.pre_send: cannot import module 'no_such_module_xyz'")

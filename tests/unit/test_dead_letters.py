@@ -121,8 +121,8 @@ def outbox_ctx(sent: list[tuple[Any, ...]] | None = None) -> Any:
         return future
 
     app = SimpleNamespace(producer=SimpleNamespace(send=send))
-    return Context(app=app, rt=SimpleNamespace(settings=settings()), topics=SimpleNamespace(dlq=FakeTopic("dlq")),
-                   tables=None)  # type: ignore[arg-type]
+    return Context(app=app, rt=SimpleNamespace(settings=settings(), hooks={}),
+                   topics=SimpleNamespace(dlq=FakeTopic("dlq")), tables=None)  # type: ignore[arg-type]
 
 
 def message_event(value: bytes, offset: int, topic: str = "devices") -> Any:

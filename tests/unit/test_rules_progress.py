@@ -65,7 +65,8 @@ def test_one_batch_of_final_statuses_is_done() -> None:
     assert view == {
         "id": "n-42", "app_id": "demo", "targeted": 4,
         "by_status": {"delivered": 2, "invalid_token": 1, "suppressed": 1},
-        "suppressed_by_reason": {"opt_out": 1}, "pending": 0, "opened": 0, "done": True, "variants": {},
+        "suppressed_by_reason": {"opt_out": 1}, "pending": 0, "opened": 0, "open_rate": 0.0,
+        "done": True, "variants": {},
         "first_at": "2026-11-22T18:00:00.000Z", "last_at": "2026-11-22T18:00:00.009Z",
     }
 

@@ -13,7 +13,8 @@ from pushstream.config import ConfigError, KafkaSettings, Settings
 from pushstream.topology import TopicSpec, kafka_bootstrap, load_layout, topics_file_path
 
 REPO_TOPICS = Path(topology.__file__).resolve().parents[1] / "topics.yaml"
-INPUT_TOPICS = ("pushstream.devices", "pushstream.preferences", "pushstream.notifications")
+INPUT_TOPICS = ("pushstream.devices", "pushstream.preferences", "pushstream.notifications",
+                "pushstream.engagement")
 OUTPUT_TOPICS = ("pushstream.status", "pushstream.dlq", "pushstream.audit")
 
 
