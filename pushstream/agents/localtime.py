@@ -51,3 +51,6 @@ def schedule_by_zone(ctx: Context, intent: IntentBatch, partition: int, outbox: 
                    key=user_id)
     if skipped:
         metrics.count_statuses(Counter((p, "suppressed", PASSED_REASON) for _, _, p in skipped))
+        ctx.add_progress(outbox, [{"app_id": app_id, "notification_id": nid, "user_id": user_id, "device_id": device_id,
+                                   "status": "suppressed", "reason": PASSED_REASON, "at": at}
+                                  for user_id, device_id, _ in skipped])

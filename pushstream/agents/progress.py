@@ -30,7 +30,7 @@ from pushstream.models.internal import DeadLetterCounts, ProgressBatch
 from pushstream.rules.dead_letters import count_dead_letters, dead_letter_app
 from pushstream.rules.engagement import OpenItem, apply_opens
 from pushstream.rules.keys import by_partition
-from pushstream.rules.progress import StatusItem, apply_statuses, parse_status
+from pushstream.rules.progress import StatusItem, apply_statuses
 from pushstream.tables import progress_device_key, progress_opened_key, table_key
 from pushstream.tables.batch import write_partition
 
@@ -41,16 +41,6 @@ def _skip(what: str, event: EventT, why: object) -> None:
     message = event.message
     log.warning("%s: skipped malformed record %s[%d]@%d: %s", what, message.topic, message.partition,
                 message.offset, why)
-
-
-def status_items(events: list[EventT]) -> list[StatusItem]:
-    items = []
-    for event in events:
-        try:
-            items.append(parse_status(orjson.loads(event.message.value or b"")))
-        except Exception as exc:  # Invalid, bad JSON, or anything else: never stop the feed
-            _skip("progress_feed", event, exc)
-    return items
 
 
 def dead_letter_items(events: list[EventT], known_app: Callable[[str], bool]) -> list[list[Any]]:
@@ -154,18 +144,6 @@ def register(ctx: Context) -> None:
     partitions = ctx.rt.layout.user_partitions
     settings = ctx.rt.settings
 
-    async def progress_feed(stream: StreamT) -> None:
-        async for events in event_batches(stream, pipeline.ingest_batch, pipeline.ingest_within_seconds):
-            with metrics.batch_seconds.labels("progress_feed").time():
-                outbox = ctx.outbox()
-                grouped = by_partition(status_items(list(events)), lambda i: f"{i.app_id}/{i.notification_id}",
-                                       partitions)
-                for partition, group in grouped.items():
-                    outbox.add(topics.progress, ProgressBatch(items=[i.as_list() for i in group]),
-                               key=f"progress/{partition}", partition=partition)
-                # Faust flushes its producer before it commits these offsets: a crash re-reads the batch.
-                await outbox.flush(wait=False)
-
     async def progress(stream: StreamT) -> None:
         async for event in stream.events():
 
@@ -212,7 +190,6 @@ def register(ctx: Context) -> None:
 
             await ctx.guarded("dlq_counts", [event], work)
 
-    ctx.app.agent(topics.status_out, name="pushstream.progress_feed")(progress_feed)
     ctx.app.agent(topics.progress, name="pushstream.progress")(progress)
     ctx.app.agent(topics.engagement_in, name="pushstream.engagement_feed")(engagement_feed)
     ctx.app.agent(topics.dlq, name="pushstream.dlq_feed")(dlq_feed)

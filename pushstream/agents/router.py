@@ -109,6 +109,7 @@ async def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox
     at = iso(now)
     batches: dict[tuple[str, str | None], list[dict[str, Any]]] = {}  # (platform, A/B variant) → items
     tally: Counter[tuple[str, str, str]] = Counter()
+    progress: list[dict[str, Any]] = []  # the statuses written here, for campaign progress
 
     def configured(platform: str) -> bool:
         return app_settings is not None and app_settings.platform_configured(platform)
@@ -150,6 +151,8 @@ async def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox
             outbox.add(topics.status_out, StatusEvent(notification_id=nid, app_id=app_id, user_id=user_id,
                                                device_id=device_id, platform=platform, status=status,
                                                reason=reason, at=at, variant=variant), key=user_id)
+            progress.append({"app_id": app_id, "notification_id": nid, "user_id": user_id, "device_id": device_id,
+                             "status": status, "at": at, "reason": reason, "variant": variant})
             if status == "dead_lettered":
                 where = source or (topics.intents[lane].get_topic_name(), partition, None)
                 outbox.add(topics.dlq, undeliverable(reason or "undeliverable", topic=where[0], partition=where[1],
@@ -166,6 +169,7 @@ async def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox
             command = ScheduleCommands(commands=[add_command(result.deferred_until.timestamp(), ident, later)])
             outbox.add(topics.schedule, command, key=key, partition=partition)
     metrics.count_statuses(tally)
+    ctx.add_progress(outbox, progress)
     chunk = settings.pipeline.delivery_chunk
     prefix = batch_prefix or f"{intent.origin or nid}/{partition}"
     for (platform, variant), items in batches.items():

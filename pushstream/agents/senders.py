@@ -39,11 +39,13 @@ from pushstream.hooks.runner import PostSendQueue
 from pushstream.models import DeliveryBatch, UserEvents, decode, encode
 from pushstream.models.base import iso, utcnow
 from pushstream.models.dlq import dead_letter
+from pushstream.models.internal import ProgressBatch
 from pushstream.models.notifications import lane_of
 from pushstream.models.vocabulary import LANES, PLATFORMS
 from pushstream.providers import senders as provider_senders
 from pushstream.providers.outcome import TRANSPORT_ERROR, Action, Sender, Verdict
 from pushstream.rules.keys import by_partition, partition_for, user_key
+from pushstream.rules.progress import status_items_of
 from pushstream.rules.retry import RETRY_BANDS, RetryPolicy, band_for, band_suffix
 from pushstream.rules.settle import Settlement, settle
 from pushstream.topology import TopicLayout, kafka_bootstrap
@@ -212,6 +214,7 @@ class SenderService:
         self.sent_partitions = layout.partitions("pushstream.sent")
         self.status_topic = settings.topic("pushstream.status")
         self.status_partitions = layout.partitions("pushstream.status")
+        self.progress_topic = settings.topic("pushstream.progress")
         self.dlq_topic = settings.topic("pushstream.dlq")
         self.user_events_topic = settings.topic("pushstream.user-events")
         pipeline = settings.pipeline
@@ -449,6 +452,7 @@ class SenderService:
             deactivations.extend(outcome.deactivations)
             records.append((self.sent_topic, batch_id.encode(), b"1", tp.partition % self.sent_partitions))
         records.extend(self._user_events(deactivations))
+        records.extend(self._progress(outcome.statuses for _, outcome in settled))
         await self._commit(records, offsets)
         metrics.observe_poll(self.lane, settled, answered_at=now, internal_errors=errors)
         if self.post_send is not None:
@@ -513,6 +517,14 @@ class SenderService:
         letter = dead_letter(reason, detail, topic=tp.topic, partition=tp.partition, offset=message.offset,
                              key=message.key, value=message.value)
         return (self.dlq_topic, message.key, encode(letter), None)
+
+    def _progress(self, statuses: Iterable[Iterable[dict[str, Any]]]) -> list[Record]:
+        """Campaign progress of this poll's statuses, in the same transaction: one `ProgressBatch` per progress
+        partition (by app/notification id), so progress never re-reads the status stream."""
+        items = status_items_of(status for batch in statuses for status in batch)
+        grouped = by_partition(items, lambda i: f"{i.app_id}/{i.notification_id}", self.layout.user_partitions)
+        return [(self.progress_topic, f"progress/{p}".encode(), encode(ProgressBatch(items=[i.as_list() for i in g])),
+                 p) for p, g in grouped.items()]
 
     def _user_events(self, deactivations: list[dict[str, Any]]) -> list[Record]:
         grouped = by_partition(deactivations, lambda e: user_key(e["app_id"], e["user_id"]),

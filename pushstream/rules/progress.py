@@ -82,6 +82,29 @@ def parse_status(data: Any) -> StatusItem:
                       reason if code == SUPPRESSED else None, variant if isinstance(variant, str) else None)
 
 
+def status_items_of(statuses: Iterable[dict[str, Any]]) -> list[StatusItem]:
+    """The StatusItems of status records pushstream itself just built (one per device): its writers hand them
+    to progress directly instead of progress re-reading the whole status stream. A record progress cannot use
+    is left out (it would be skipped on the status stream too)."""
+    items: list[StatusItem] = []
+    millis: dict[str, int] = {}  # a batch's records share their `at`
+    for status in statuses:
+        try:
+            at = status["at"]
+            ms = millis.get(at)
+            if ms is None:
+                ms = millis[at] = at_millis(at)
+            code = CODES[status["status"]]
+            variant = status.get("variant")
+            items.append(StatusItem(status["app_id"], status["notification_id"], status["user_id"],
+                                    status["device_id"], code, ms,
+                                    status.get("reason") if code == SUPPRESSED else None,
+                                    variant if isinstance(variant, str) else None))
+        except (KeyError, TypeError, Invalid):
+            continue
+    return items
+
+
 def at_millis(at: str) -> int:
     try:
         ts = dt.datetime.fromisoformat(at.replace("Z", "+00:00"))

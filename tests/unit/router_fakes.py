@@ -95,8 +95,10 @@ def context(outboxes: list[GatedOutbox], app_settings: Settings | None = None,
     topics = SimpleNamespace(status_out=FakeTopic("status"), schedule=FakeTopic("schedule"), dlq=FakeTopic("dlq"),
                              deliveries={(p, lane): FakeTopic(f"deliveries.{p}.{lane}")
                                          for p in PLATFORMS for lane in LANES})
+    progress: list[dict[str, Any]] = []  # the statuses the router hands to campaign progress
     ctx = SimpleNamespace(app=app, rt=SimpleNamespace(settings=app_settings or settings(), hooks={}), topics=topics,
-                          tables=tables, outbox=lambda: outboxes.pop(0))
+                          tables=tables, outbox=lambda: outboxes.pop(0), progress=progress,
+                          add_progress=lambda outbox, statuses: progress.extend(statuses))
     return ctx, tp
 
 

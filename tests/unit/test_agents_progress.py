@@ -3,17 +3,16 @@ plain dicts stand in for the tables."""
 
 from __future__ import annotations
 
-import logging
 from types import SimpleNamespace
 from typing import Any
 
 import orjson
 import pytest
 
-from pushstream.agents.progress import apply_dead_letter_counts, apply_progress, dead_letter_items, status_items
+from pushstream.agents.progress import apply_dead_letter_counts, apply_progress, dead_letter_items
 from pushstream.cli.notifications import pick_app
 from pushstream.config import AppSettings, ConfigError, Settings
-from pushstream.rules.progress import at_millis
+from pushstream.rules.progress import at_millis, status_items_of
 from pushstream.tables import progress_device_key, table_key
 from tests.unit.factories import settings
 
@@ -45,18 +44,19 @@ class Table(dict):  # type: ignore[type-arg]
             self[key] = value
 
 
-def test_malformed_status_records_are_skipped_with_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING)
-    items = status_items([event(status("d-1", "delivered")), event(b"{not json", 1), event([1], 2),
-                          event({**status("d-2", "delivered"), "status": "lost"}, 3), event(status("d-3", "failed"))])
-    assert [i.device_id for i in items] == ["d-1", "d-3"]
-    assert sum("skipped malformed record" in r.getMessage() for r in caplog.records) == 3
+def test_the_status_writers_hand_progress_what_it_can_count_and_leave_the_rest() -> None:
+    items = status_items_of([status("d-1", "delivered"), {"app_id": "demo"},
+                             {**status("d-2", "delivered"), "status": "lost"},
+                             {**status("d-4", "delivered"), "at": "yesterday"},
+                             {**status("d-5", "suppressed", "opt_out"), "variant": "b"}, status("d-3", "failed")])
+    assert [(i.device_id, i.code, i.reason, i.variant) for i in items] == [
+        ("d-1", "d", None, None), ("d-5", "s", "opt_out", "b"), ("d-3", "f", None, None)]
 
 
 def test_a_batch_writes_each_document_before_its_entries() -> None:
     table = Table()
-    items = [i.as_list() for i in status_items([event(status("d-1", "delivered")),
-                                                event(status("d-2", "suppressed", "opt_out", user="u-2"))])]
+    items = [i.as_list() for i in status_items_of([status("d-1", "delivered"),
+                                                   status("d-2", "suppressed", "opt_out", user="u-2")])]
     table.update_in_order(apply_progress(table, items, offset=4))  # type: ignore[arg-type]
     doc_key = table_key("demo/n-1")
     assert table.writes[0] == doc_key
