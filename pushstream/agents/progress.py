@@ -32,7 +32,7 @@ from pushstream.rules.engagement import OpenItem, apply_opens
 from pushstream.rules.keys import by_partition
 from pushstream.rules.progress import StatusItem, apply_statuses
 from pushstream.tables import progress_device_key, progress_opened_key, table_key
-from pushstream.tables.batch import write_partition
+from pushstream.tables.batch import LocalTable, write_partition
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def dead_letter_items(events: list[EventT], known_app: Callable[[str], bool]) ->
     return items
 
 
-def apply_progress(table: TableT, items: list[list[Any]], offset: int) -> dict[bytes, Any]:
+def apply_progress(table: TableT | LocalTable, items: list[list[Any]], offset: int) -> dict[bytes, Any]:
     """What one `ProgressBatch` (of the event at ``offset`` of its partition) changes in the progress table,
     in write order: each notification's document before its device entries."""
     changes: dict[bytes, Any] = {}
@@ -83,7 +83,7 @@ def apply_progress(table: TableT, items: list[list[Any]], offset: int) -> dict[b
     return changes
 
 
-def apply_opens_batch(table: TableT, items: list[list[Any]], offset: int,
+def apply_opens_batch(table: TableT | LocalTable, items: list[list[Any]], offset: int,
                       changes: dict[bytes, Any] | None = None) -> dict[bytes, Any]:
     """What the opens of one `ProgressBatch` change in the progress table, added to ``changes`` (the same
     batch's status changes, read through): each notification's document, then the opened devices of its users
@@ -149,9 +149,10 @@ def register(ctx: Context) -> None:
 
             async def work(event: EventT = event) -> None:
                 batch = decode(ProgressBatch, event.value)
-                changes = apply_progress(tables.progress, batch.items, event.message.offset)
+                local = LocalTable(tables.progress, event.message.partition)
+                changes = apply_progress(local, batch.items, event.message.offset)
                 if batch.opens:
-                    changes = apply_opens_batch(tables.progress, batch.opens, event.message.offset, changes)
+                    changes = apply_opens_batch(local, batch.opens, event.message.offset, changes)
                 # One write batch, the changelog records in order (documents first); never Faust's per-key
                 # path, whose buffer would hold every agent's next message behind a campaign's statuses.
                 await write_partition(ctx.app, tables.progress, event.message.partition, changes)

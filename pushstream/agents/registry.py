@@ -15,7 +15,7 @@ from pushstream.agents.io import Context
 from pushstream.models import TokenClaims, UserEvents, decode
 from pushstream.rules import registry as rules
 from pushstream.rules.keys import user_key
-from pushstream.tables.batch import BatchView
+from pushstream.tables.batch import BatchView, LocalTable
 
 
 def apply_user_events(events: list[dict[str, Any]], device_view: BatchView,
@@ -74,7 +74,9 @@ def register(ctx: Context) -> None:
 
             async def work(event: EventT = event) -> None:
                 batch = decode(UserEvents, event.value)
-                device_view, pref_view, outbox = BatchView(tables.devices), BatchView(tables.preferences), ctx.outbox()
+                partition = event.message.partition
+                device_view = BatchView(LocalTable(tables.devices, partition))
+                pref_view, outbox = BatchView(LocalTable(tables.preferences, partition)), ctx.outbox()
                 ctx.add_token_claims(outbox, apply_user_events(batch.events, device_view, pref_view))
                 # No need to wait for the claims' acks: until the offset is committed (after Faust's producer
                 # flush) a crash replays this batch, and replaying a registration claims the token again.
@@ -90,7 +92,8 @@ def register(ctx: Context) -> None:
 
             async def work(event: EventT = event) -> None:
                 batch = decode(TokenClaims, event.value)
-                owners, outbox = BatchView(tables.token_owners), ctx.outbox()
+                local = LocalTable(tables.token_owners, event.message.partition)
+                owners, outbox = BatchView(local), ctx.outbox()
                 ctx.add_user_events(outbox, owner_changes(batch.claims, owners))
                 # Releases must be durable before the new owner is: a replay finds the new owner already
                 # recorded and would not release the old device again.

@@ -38,7 +38,7 @@ from pushstream.rules.localtime import pending_local_time
 from pushstream.rules.preferences import merge_memory
 from pushstream.rules.variants import VariantPicker, variant_notification
 from pushstream.tables import partition_items, table_key
-from pushstream.tables.batch import BatchView, MergingView, write_partition
+from pushstream.tables.batch import BatchView, LocalTable, MergingView, write_partition
 
 log = logging.getLogger(__name__)
 PAYLOAD_LIMITS = {"apns": APNS_MAX, "fcm": FCM_MAX, "webpush": WEBPUSH_MAX}
@@ -100,7 +100,8 @@ async def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox
     ``source`` (topic, partition, offset of the intent) goes into the dead letters of undeliverable devices.
     ``cancelled``: the notification was cancelled, its devices are suppressed (rules.cancel)."""
     n = intent.notification
-    settings, topics, preferences = ctx.rt.settings, ctx.topics, ctx.tables.preferences
+    settings, topics = ctx.rt.settings, ctx.topics
+    preferences = LocalTable(ctx.tables.preferences, partition)
     app_id, nid, channel = n["app_id"], n["id"], n["channel"]
     app_settings = settings.app(app_id)
     default_zone = app_settings.default_zone if app_settings is not None else dt.UTC
@@ -267,7 +268,7 @@ async def route_event(ctx: Context, event: EventT) -> None:
         if not step:
             break
         # Merged on write: the other lane may write the same users while this step awaits.
-        states, outbox = MergingView(tables.user_state, merge_memory), ctx.outbox()
+        states, outbox = MergingView(LocalTable(tables.user_state, partition), merge_memory), ctx.outbox()
         await route_intent(ctx, intent, partition, outbox, states, dt.datetime.now(dt.UTC), users=step,
                            render=render, batch_prefix=f"{origin}/{partition}/{step_no}",
                            source=(message.topic, partition, message.offset),

@@ -89,7 +89,7 @@ def context(outboxes: list[GatedOutbox], app_settings: Settings | None = None,
     tp = ("intents", 0)  # a TP: hashable
     app = SimpleNamespace(rebalancing=False, assignor=SimpleNamespace(assigned_actives=lambda: {tp}),
                           producer=FakeProducer(), consumer_generation_id=1)
-    tables = SimpleNamespace(devices={table_key(USER): devices or {"d-1": device()}}, preferences={},
+    tables = SimpleNamespace(devices={table_key(USER): devices or {"d-1": device()}}, preferences=RocksTable("prefs"),
                              user_state=RocksTable("user_state"), cursors=RocksTable("cursors"),
                              cancelled=RocksTable("cancelled"))
     topics = SimpleNamespace(status_out=FakeTopic("status"), schedule=FakeTopic("schedule"), dlq=FakeTopic("dlq"),
