@@ -26,6 +26,11 @@ async def test_redrive_after_an_outage_delivers_each_dead_letter_once(
 ) -> None:
     stack = make_stack(tmp_path / "d", fakes)
     tune(stack, max_attempts=2, retry_base_seconds=0.2)
+    # An outage the circuit breaker would hold in the retry path (retrying/circuit_open, never dead-lettered):
+    # this test is about deliveries that did run out of attempts, so the breaker never opens here.
+    config = yaml.safe_load(stack.deployment.config_path.read_text())
+    config["breaker"] = {"consecutive_failures": 1_000_000, "min_answers": 1_000_000}
+    stack.deployment.config_path.write_text(yaml.safe_dump(config))
     worker = Worker(stack.deployment, "w1").start()
     workers.append(worker)
     worker.wait_ready()
