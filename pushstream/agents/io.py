@@ -169,13 +169,11 @@ class Context:
         """Campaign progress of status records just written: one `ProgressBatch` per progress partition (keyed
         by app/notification id), in the same outbox, so progress never re-reads the status stream."""
         from pushstream.models.internal import ProgressBatch
-        from pushstream.rules.progress import status_items_of
+        from pushstream.rules.progress import progress_items_by_partition
 
-        grouped = by_partition(status_items_of(statuses), lambda i: f"{i.app_id}/{i.notification_id}",
-                               self.rt.layout.user_partitions)
-        for partition, items in grouped.items():
-            outbox.add(self.topics.progress, ProgressBatch(items=[i.as_list() for i in items]),
-                       key=f"progress/{partition}", partition=partition)
+        for partition, items in progress_items_by_partition(statuses, self.rt.layout.user_partitions).items():
+            outbox.add(self.topics.progress, ProgressBatch(items=items), key=f"progress/{partition}",
+                       partition=partition)
 
     def add_token_claims(self, outbox: Outbox, claims: Iterable[dict[str, Any]]) -> None:
         """Token claims, as one TokenClaims record per partition of their app/token fingerprint."""

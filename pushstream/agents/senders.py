@@ -45,7 +45,7 @@ from pushstream.models.vocabulary import LANES, PLATFORMS
 from pushstream.providers import senders as provider_senders
 from pushstream.providers.outcome import TRANSPORT_ERROR, Action, Sender, Verdict
 from pushstream.rules.keys import by_partition, partition_for, user_key
-from pushstream.rules.progress import status_items_of
+from pushstream.rules.progress import progress_items_by_partition
 from pushstream.rules.retry import RETRY_BANDS, RetryPolicy, band_for, band_suffix
 from pushstream.rules.settle import Settlement, settle
 from pushstream.topology import TopicLayout, kafka_bootstrap
@@ -521,10 +521,10 @@ class SenderService:
     def _progress(self, statuses: Iterable[Iterable[dict[str, Any]]]) -> list[Record]:
         """Campaign progress of this poll's statuses, in the same transaction: one `ProgressBatch` per progress
         partition (by app/notification id), so progress never re-reads the status stream."""
-        items = status_items_of(status for batch in statuses for status in batch)
-        grouped = by_partition(items, lambda i: f"{i.app_id}/{i.notification_id}", self.layout.user_partitions)
-        return [(self.progress_topic, f"progress/{p}".encode(), encode(ProgressBatch(items=[i.as_list() for i in g])),
-                 p) for p, g in grouped.items()]
+        grouped = progress_items_by_partition((status for batch in statuses for status in batch),
+                                              self.layout.user_partitions)
+        return [(self.progress_topic, f"progress/{p}".encode(), encode(ProgressBatch(items=items)), p)
+                for p, items in grouped.items()]
 
     def _user_events(self, deactivations: list[dict[str, Any]]) -> list[Record]:
         grouped = by_partition(deactivations, lambda e: user_key(e["app_id"], e["user_id"]),

@@ -105,6 +105,15 @@ def status_items_of(statuses: Iterable[dict[str, Any]]) -> list[StatusItem]:
     return items
 
 
+def progress_items_by_partition(statuses: Iterable[dict[str, Any]], partitions: int) -> dict[int, list[list[Any]]]:
+    """Status records just written, as `ProgressBatch` items per progress partition (by app/notification id):
+    what each status writer (a sender's poll, a router step) hands to progress."""
+    from pushstream.rules.keys import by_partition
+
+    grouped = by_partition(status_items_of(statuses), lambda i: f"{i.app_id}/{i.notification_id}", partitions)
+    return {partition: [i.as_list() for i in items] for partition, items in grouped.items()}
+
+
 def at_millis(at: str) -> int:
     try:
         ts = dt.datetime.fromisoformat(at.replace("Z", "+00:00"))
