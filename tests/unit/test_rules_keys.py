@@ -86,3 +86,19 @@ def test_token_fingerprint_is_short_stable_hex() -> None:
 )
 def test_token_fingerprint_differs_by_platform_and_token(a: tuple[str, str], b: tuple[str, str]) -> None:
     assert token_fingerprint(*a) != token_fingerprint(*b)
+
+
+def test_murmur2_equals_the_kafka_clients_for_every_tail_length() -> None:
+    import random
+
+    from aiokafka.partitioner import murmur2 as aiokafka_murmur2
+
+    from pushstream.rules.keys import murmur2
+
+    rng = random.Random(7)
+    for length in range(0, 80):
+        for _ in range(25):
+            data = bytes(rng.randrange(256) for _ in range(length))
+            assert murmur2(data) == aiokafka_murmur2(data), data
+    # The Java client's Utils.murmur2("21") is -973932308 as a signed int.
+    assert murmur2(b"21") == -973932308 & 0xFFFFFFFF
