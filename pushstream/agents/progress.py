@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import orjson
@@ -30,7 +31,7 @@ from pushstream.models.internal import DeadLetterCounts, ProgressBatch
 from pushstream.rules.dead_letters import count_dead_letters, dead_letter_app
 from pushstream.rules.engagement import OpenItem, apply_opens
 from pushstream.rules.keys import by_partition
-from pushstream.rules.progress import StatusItem, apply_statuses
+from pushstream.rules.progress import StatusItem, apply_statuses, variant_of_user
 from pushstream.tables import progress_device_key, progress_opened_key, table_key
 from pushstream.tables.batch import LocalTable, write_partition
 
@@ -101,12 +102,21 @@ def apply_opens_batch(table: TableT | LocalTable, items: list[list[Any]], offset
         doc_key = table_key(f"{app_id}/{notification_id}")
         doc = get(doc_key)
         opened = {i.user_id: get(progress_opened_key(app_id, notification_id, i.user_id)) for i in group}
-        update = apply_opens(doc, opened, group, offset=offset, app_id=app_id, notification_id=notification_id)
+        # Per A/B variant: the variant each user's entries keep (only read when the notification has variants).
+        variants: dict[str, str | None] = (
+            {i.user_id: variant_of_user(get(progress_device_key(app_id, notification_id, i.user_id)))
+             for i in group} if doc is not None and doc.get("variants") else {})
+        update = apply_opens(doc, opened, group, offset=offset, app_id=app_id, notification_id=notification_id,
+                             variant_of=partial(_variant_of, variants))
         if update.doc != doc:
             changes[doc_key] = update.doc  # in place if present: the document stays before every entry
         for user_id, devices in update.users.items():
             changes[progress_opened_key(app_id, notification_id, user_id)] = devices
     return changes
+
+
+def _variant_of(variants: dict[str, str | None], user_id: str, _device_id: str) -> str | None:
+    return variants.get(user_id)
 
 
 def engagement_items(ctx: Context, events: list[EventT], outbox: Outbox) -> list[OpenItem]:

@@ -34,8 +34,9 @@ DUPLICATE = "duplicate"
 
 # A device's latest status: [code, at_ms] or, when suppressed, [code, at_ms, reason].
 Entry = list[Any]
-# device_id → Entry, per user of one notification
-UserEntries = dict[str, Entry]
+# device_id → Entry, per user of one notification; under VARIANT_KEY the user's A/B variant, when it has one
+UserEntries = dict[str, Any]
+VARIANT_KEY = ""  # never a device id (they are non-empty): where a user's entries keep the user's variant
 
 
 @dataclass(frozen=True)
@@ -100,18 +101,44 @@ def status_items_of(statuses: Iterable[dict[str, Any]]) -> list[StatusItem]:
                                     status["device_id"], code, ms,
                                     status.get("reason") if code == SUPPRESSED else None,
                                     variant if isinstance(variant, str) else None))
-        except (KeyError, TypeError, Invalid):
+        except (KeyError, TypeError, AttributeError, Invalid):
             continue
     return items
 
 
 def progress_items_by_partition(statuses: Iterable[dict[str, Any]], partitions: int) -> dict[int, list[list[Any]]]:
     """Status records just written, as `ProgressBatch` items per progress partition (by app/notification id):
-    what each status writer (a sender's poll, a router step) hands to progress."""
-    from pushstream.rules.keys import by_partition
+    what each status writer (a sender's poll, a router step) hands to progress.
 
-    grouped = by_partition(status_items_of(statuses), lambda i: f"{i.app_id}/{i.notification_id}", partitions)
-    return {partition: [i.as_list() for i in items] for partition, items in grouped.items()}
+    The items are `StatusItem.as_list` of `status_items_of`, built straight as lists: this runs once per
+    delivery in the senders, and a poll's records share their notification (one partition lookup) and `at`.
+    """
+    from pushstream.rules.keys import partition_for
+
+    grouped: dict[int, list[list[Any]]] = {}
+    targets: dict[tuple[str, str], list[list[Any]]] = {}
+    millis: dict[str, int] = {}
+    for status in statuses:
+        try:
+            app_id, notification_id = status["app_id"], status["notification_id"]
+            at = status["at"]
+            ms = millis.get(at)
+            if ms is None:
+                ms = millis[at] = at_millis(at)
+            code = CODES[status["status"]]
+            item = [app_id, notification_id, status["user_id"], status["device_id"], code, ms,
+                    status.get("reason") if code == SUPPRESSED else None]
+            target = targets.get((app_id, notification_id))
+            if target is None:
+                partition = partition_for(f"{app_id}/{notification_id}", partitions)
+                target = targets[(app_id, notification_id)] = grouped.setdefault(partition, [])
+        except (KeyError, TypeError, AttributeError, Invalid):
+            continue
+        variant = status.get("variant")
+        if isinstance(variant, str):
+            item.append(variant)
+        target.append(item)
+    return grouped
 
 
 def at_millis(at: str) -> int:
@@ -210,6 +237,8 @@ def apply_statuses(doc: dict[str, Any] | None, users: Mapping[str, UserEntries |
             if item.variant is not None:
                 tally_variant(out, item.variant, old, new)
         entries[item.device_id] = new
+        if item.variant is not None:
+            entries[VARIANT_KEY] = item.variant  # for the opens of this user's devices (`variant_of_user`)
         changed[item.user_id] = entries
     if counting:
         out["applied"] = offset
@@ -226,16 +255,23 @@ def tally_variant(doc: dict[str, Any], variant: str, old: Entry | None, new: Ent
     counts["delivered"] += (new[0] == delivered) - (old is not None and old[0] == delivered)
 
 
+def variant_of_user(entries: UserEntries | None) -> str | None:
+    """The A/B variant recorded with a user's entries (None: no status of a variant notification yet)."""
+    variant = (entries or {}).get(VARIANT_KEY)
+    return variant if isinstance(variant, str) else None
+
+
 def variants_document(doc: dict[str, Any]) -> dict[str, Any]:
     """The progress document's ``variants`` (contract §4): targeted, delivered and opened per variant."""
-    return {v: {"targeted": c["targeted"], "delivered": c["delivered"], "opened": 0}
+    opened = doc.get("opened_by_variant") or {}
+    return {v: {"targeted": c["targeted"], "delivered": c["delivered"], "opened": opened.get(v, 0)}
             for v, c in sorted(doc.get("variants", {}).items())}
 
 
 def progress_document(doc: dict[str, Any]) -> dict[str, Any]:
     """The contract's progress document (§4). Opens come from `rules.engagement.apply_opens`; ``open_rate`` is
-    opens per delivered device (None before a delivery). Per variant, opens stay 0 (`variants_document`): a
-    device's variant is not kept with its open yet."""
+    opens per delivered device (None before a delivery); per variant, opens are counted by the variant kept
+    with the user's entries (`variant_of_user`)."""
     pending = doc["targeted"] - doc["final"]
     opened = doc.get("opened", 0)
     delivered = doc["by_status"].get(Status.DELIVERED, 0)

@@ -151,3 +151,41 @@ def test_bad_engagement_events_are_dead_lettered_with_their_reason() -> None:
                                    event({**good, "app_id": "nope"}, 3)], outbox)  # type: ignore[arg-type]
     assert [i.device_id for i in items] == ["d-1"]
     assert dead == ["engagement:bad_json", "engagement:bad_field", "engagement:unknown_app"]
+
+
+def test_progress_items_by_partition_are_the_status_items_grouped_by_notification() -> None:
+    from pushstream.rules.keys import by_partition
+    from pushstream.rules.progress import progress_items_by_partition
+
+    statuses = [status("d-1", "delivered"), {"app_id": "demo"}, {**status("d-2", "delivered"), "status": "lost"},
+                {**status("d-4", "delivered"), "at": "yesterday"}, {**status("d-6", "delivered"), "at": 5},
+                {**status("d-5", "suppressed", "opt_out"), "variant": "b"}, status("d-3", "failed"),
+                {**status("d-7", "delivered"), "notification_id": "n-2"},
+                {**status("d-8", "suppressed", "duplicate"), "app_id": "shop", "variant": 3}]
+    for partitions in (1, 3, 12):
+        expected = by_partition(status_items_of(statuses), lambda i: f"{i.app_id}/{i.notification_id}", partitions)
+        assert progress_items_by_partition(statuses, partitions) == {
+            p: [i.as_list() for i in items] for p, items in expected.items()}
+
+
+def test_opens_are_counted_per_variant_of_the_user_that_opened() -> None:
+    from pushstream.agents.progress import apply_opens_batch
+    from pushstream.rules.progress import progress_document
+
+    table = Table()
+    statuses = [{**status("d-1", "delivered", user="u-1"), "variant": "a"},
+                {**status("d-2", "delivered", user="u-1"), "variant": "a"},
+                {**status("d-3", "delivered", user="u-2"), "variant": "b"},
+                {**status("d-4", "delivered", user="u-3"), "variant": "b"}]
+    items = [i.as_list() for i in status_items_of(statuses)]
+    table.update_in_order(apply_progress(table, items, offset=1))  # type: ignore[arg-type]
+    opens = [["demo", "n-1", "u-1", "d-1", 1], ["demo", "n-1", "u-1", "d-1", 2],  # the same device twice
+             ["demo", "n-1", "u-1", "d-2", 3], ["demo", "n-1", "u-2", "d-3", 4], ["demo", "n-1", "u-9", "d-9", 5]]
+    table.update_in_order(apply_opens_batch(table, opens, offset=2))  # type: ignore[arg-type]
+    doc = progress_document(table[table_key("demo/n-1")])
+    assert doc["opened"] == 4  # u-9 has no status: its open counts, but in no variant
+    assert doc["variants"] == {"a": {"targeted": 2, "delivered": 2, "opened": 2},
+                               "b": {"targeted": 2, "delivered": 2, "opened": 1}}
+    # Replayed: nothing more is counted.
+    table.update_in_order(apply_opens_batch(table, opens, offset=2))  # type: ignore[arg-type]
+    assert progress_document(table[table_key("demo/n-1")])["variants"]["a"]["opened"] == 2
