@@ -25,6 +25,7 @@ from pushstream.hooks.runner import AdjustedRenders, apply_pre_send
 from pushstream.models import DeliveryBatch, IntentBatch, ScheduleCommands, StatusEvent, decode
 from pushstream.models.base import iso
 from pushstream.models.dlq import undeliverable
+from pushstream.models.internal import share_payloads
 from pushstream.models.notifications import lane_of
 from pushstream.providers import build_payload
 from pushstream.providers.apns.payload import MAX_PAYLOAD_BYTES as APNS_MAX
@@ -178,10 +179,11 @@ async def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox
         kind = platform if variant is None else f"{platform}/v:{variant}"
         for start in range(0, len(items), chunk):
             to = topics.deliveries[(platform, lane)]
+            shared, payloads = share_payloads(items[start:start + chunk])
             outbox.add(
                 to,
                 DeliveryBatch(notification_id=nid, app_id=app_id, platform=platform, channel=channel,
-                              priority=n["priority"], items=items[start:start + chunk],
+                              priority=n["priority"], items=shared, payloads=payloads,
                               expires_at=None if n.get("ttl") is None else n["received_at"] + n["ttl"],
                               collapse_key=n.get("collapse_key"), batch_id=f"{prefix}/{kind}/{start // chunk}",
                               received_at=n.get("received_at"), ttl=n.get("ttl"), variant=variant),

@@ -39,7 +39,7 @@ from pushstream.hooks.runner import PostSendQueue
 from pushstream.models import DeliveryBatch, UserEvents, decode, encode
 from pushstream.models.base import iso, utcnow
 from pushstream.models.dlq import dead_letter
-from pushstream.models.internal import ProgressBatch
+from pushstream.models.internal import ProgressBatch, inline_payloads
 from pushstream.models.notifications import lane_of
 from pushstream.models.vocabulary import LANES, PLATFORMS
 from pushstream.providers import senders as provider_senders
@@ -422,7 +422,7 @@ class SenderService:
         errors = 0  # records dead-lettered as internal_error (counted once committed)
         for tp, message in work:
             try:
-                batch = decode(DeliveryBatch, message.value)
+                batch = inline_payloads(decode(DeliveryBatch, message.value))
                 batch_id = batch.batch_id or f"{tp.topic}:{tp.partition}:{message.offset}"
             except Exception as exc:
                 records.append(self._dead_letter_record(tp, message, "internal_error", repr(exc)[:500]))

@@ -105,7 +105,9 @@ async def test_fanout_to_platform_topics_with_two_workers(tmp_path: Any, workers
             async def read() -> list[dict[str, Any]]:
                 batches = await kafka.read_json(
                     topic, until=lambda bs: sum(len(b["items"]) for b in bs) >= expected, settle=1.0)
-                return [dict(item, batch=batch) for batch in batches for item in batch["items"]]
+                # Items share their batch's payloads (models.internal.share_payloads): give each its own again.
+                return [dict(item, batch=batch, payload=batch["payloads"][item["p"]]) if "p" in item else
+                        dict(item, batch=batch) for batch in batches for item in batch["items"]]
             return read  # type: ignore[return-value]
 
         apns = await items("pushstream.deliveries.apns", len(delivered))()  # type: ignore[operator]

@@ -18,6 +18,7 @@ from pushstream.config import ConfigError, HooksSettings
 from pushstream.hooks import KEEP, AppHooks, adjust, drop, load_hooks
 from pushstream.hooks.examples import quiet_vips_and_utm
 from pushstream.hooks.runner import PostSendQueue, pre_send_verdict
+from pushstream.models.internal import inline_payloads
 from pushstream.rules.hooks import ERROR, PreSend, interpret
 from pushstream.tables import table_key
 
@@ -153,7 +154,7 @@ def test_the_router_applies_pre_send_per_device() -> None:
     dead = [r[2] for r in records if r[0] == "dlq"]
     assert [d.reason for d in dead] == ["hook_error"]
     deliveries = {item["device_id"]: item for r in records if r[0].startswith("deliveries")
-                  for item in r[2].items}
+                  for item in inline_payloads(r[2]).items}
     assert set(deliveries) == {"d-2", "d-4"}
     assert '"utm_source": "push"' in str(deliveries["d-4"]["payload"]).replace("'", '"')
     assert "utm_source" not in str(deliveries["d-2"]["payload"])

@@ -818,3 +818,24 @@ def test_only_deferred_and_retrying_are_not_final(status: Status, final: bool) -
 )
 def test_iso_is_utc_with_milliseconds_and_z(when: dt.datetime, expected: str) -> None:
     assert iso(when) == expected
+
+
+def test_delivery_batches_carry_each_shared_payload_once_and_give_it_back_to_every_item() -> None:
+    from pushstream.models import DeliveryBatch, decode, encode
+    from pushstream.models.internal import inline_payloads, share_payloads
+
+    sale, sale_de = {"aps": {"alert": "Sale"}}, {"aps": {"alert": "Angebot"}}
+    items = [{"user_id": f"u-{i}", "device_id": f"d-{i}", "token": f"t-{i}", "payload": sale_de if i % 3 else sale}
+             for i in range(7)]
+    shared, payloads = share_payloads(items)
+    assert payloads == [sale, sale_de]
+    assert all("payload" not in i for i in shared) and [i["p"] for i in shared] == [0, 1, 1, 0, 1, 1, 0]
+    assert all("payload" in i for i in items)  # the router's items are left as they were
+    raw = encode(DeliveryBatch(notification_id="n", app_id="demo", platform="apns", channel="marketing",
+                               priority="normal", items=shared, payloads=payloads))
+    batch = inline_payloads(decode(DeliveryBatch, raw))
+    assert batch.items == items and batch.payloads is None
+    # A batch written before payloads were shared (or a retry, whose items have their own) is left as it is.
+    old = decode(DeliveryBatch, encode(DeliveryBatch(notification_id="n", app_id="demo", platform="apns",
+                                                     channel="marketing", priority="normal", items=items)))
+    assert inline_payloads(old).items == items

@@ -14,7 +14,7 @@ from test_rules_settle import POLICY, batch
 
 from pushstream.agents.router import PayloadCache, route_intent
 from pushstream.models import IntentBatch, Invalid, parse_notification
-from pushstream.models.internal import DeliveryBatch
+from pushstream.models.internal import DeliveryBatch, inline_payloads
 from pushstream.providers.outcome import Action, Verdict
 from pushstream.rules.routing import decide
 from pushstream.rules.settle import settle
@@ -116,7 +116,7 @@ async def test_routing_stamps_the_variant_on_statuses_and_batches() -> None:
     await route_intent(ctx, IntentBatch(notification=n, user_ids=[u for u, _ in users], origin="o"), 0, outbox,
                        BatchView(RocksTable("user_state")), dt.datetime.now(dt.UTC), users=users)
     expected = {u: assign_variant("n-42", u, AB) for u, _ in users}
-    batches = [v for t, _k, v in outbox.records if t.startswith("deliveries")]
+    batches = [inline_payloads(v) for t, _k, v in outbox.records if t.startswith("deliveries")]
     assert {b.variant for b in batches} == {"a", "b"}
     for b in batches:
         assert all(expected[item["user_id"]] == b.variant for item in b.items)
