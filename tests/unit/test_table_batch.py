@@ -107,3 +107,49 @@ async def test_values_are_json_faust_reads_back(tmp_path: Path, value: Any) -> N
     # Faust's json codec reads what orjson wrote (and, like it, turns int keys into strings)
     assert json.loads(store.dbs[0][b"k"]) == json.loads(json.dumps(value))
     store.dbs[0].close()
+
+
+class BatchingProducer:
+    """Faust's aiokafka driver as write_partition sees it: ``_ensure_producer`` gives aiokafka's producer, whose
+    ``create_batch`` is aiokafka's real BatchBuilder (small here, so batches fill) and ``send_batch`` a future."""
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+        self.batches: list[tuple[str, int, Any]] = []
+        self.futures: list[asyncio.Future[Any]] = []
+
+    def _ensure_producer(self) -> BatchingProducer:
+        return self
+
+    def create_batch(self) -> Any:
+        from aiokafka.producer.message_accumulator import BatchBuilder
+
+        return BatchBuilder(self.batch_size, 0, is_transactional=False)
+
+    async def send_batch(self, builder: Any, topic: str, *, partition: int) -> asyncio.Future[Any]:
+        self.batches.append((topic, partition, builder))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.futures.append(future)
+        return future
+
+
+async def test_changelog_records_go_in_producer_batches_and_the_last_batch_covers_the_offset(
+        tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    producer = BatchingProducer(batch_size=400)
+    changelog = SimpleNamespace(get_topic_name=lambda: "p-progress-changelog")
+    table = SimpleNamespace(data=store, changelog_topic=changelog, get=lambda key: None)
+    changes = {f"demo/n-1/u-{i}".encode(): {"d-1": ["d", 1_700_000_000_000 + i]} for i in range(20)}
+    await write_partition(SimpleNamespace(producer=producer), table, 5, changes)  # type: ignore[arg-type]
+    assert len(producer.batches) > 1  # 20 records do not fit in 400 bytes: more than one batch, in order
+    assert {(topic, partition) for topic, partition, _ in producer.batches} == {("p-progress-changelog", 5)}
+    counts = [builder.record_count() for _, _, builder in producer.batches]
+    assert sum(counts) == 20
+    for future in producer.futures[:-1]:
+        future.set_result(SimpleNamespace(offset=0))
+    await asyncio.sleep(0)
+    assert store.persisted == {}  # only the last batch's ack moves it
+    producer.futures[-1].set_result(SimpleNamespace(offset=100))  # that batch's base offset
+    await asyncio.sleep(0)
+    assert store.persisted == {5: 100 + counts[-1] - 1}
+    assert all(orjson.loads(store.dbs[5][key]) == value for key, value in changes.items())
