@@ -135,6 +135,9 @@ class PipelineSettings:
 
     ingest_batch: int = 1000
     ingest_within_seconds: float = 0.05
+    # The planner (notification requests) waits less: every OTP passes it, and a 50 ms window was half of an idle
+    # transactional notification's publish-to-provider time (benchmark hops).
+    planner_within_seconds: float = 0.005
     delivery_chunk: int = 500
     # Users a broadcast is routed in per step (the router's unit of resumption): between steps it yields to the
     # other agents, and a rebalance or a cancel (rules.cancel) takes effect at the next step.

@@ -99,7 +99,7 @@ def register(ctx: Context) -> None:
     pipeline = ctx.rt.settings.pipeline
 
     async def planner(stream: StreamT) -> None:
-        async for events in event_batches(stream, pipeline.ingest_batch, pipeline.ingest_within_seconds):
+        async for events in event_batches(stream, pipeline.ingest_batch, pipeline.planner_within_seconds):
             with metrics.batch_seconds.labels("planner").time():
                 metrics.records_in.labels("notification").inc(len(events))
                 outbox = ctx.outbox()
