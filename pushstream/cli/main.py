@@ -127,9 +127,6 @@ def _router(extra: list[str]) -> int:
         from pushstream.cli.sender import install_uvloop
 
         install_uvloop()
-    from pushstream import gctune
-
-    gctune.tune()
     # Faust's click CLI exits the process itself.
     cli.main(args=[*top, "-A", "pushstream.app", "worker", *worker], prog_name="pushstream worker")
     return 0

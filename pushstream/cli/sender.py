@@ -17,7 +17,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from pushstream import gctune, logs
+from pushstream import logs
 from pushstream import metrics as metrics_
 from pushstream.agents.senders import SenderService
 from pushstream.models.vocabulary import LANES, PLATFORMS
@@ -113,5 +113,4 @@ def run(rt: Runtime, *, lanes: Sequence[str] = LANES, platforms: Sequence[str] =
     for name in ("aiokafka", "kafka"):
         logging.getLogger(name).setLevel(logging.WARNING)
     install_uvloop()
-    gctune.tune()
     return asyncio.run(serve(rt, lanes=lanes, platforms=platforms, host=host, port=port))
