@@ -12,8 +12,6 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import TopicPartition
-from factories import APNS_TOKEN, AUTH, FCM_TOKEN, P256DH, WEBPUSH_ENDPOINT, device, settings, subscription
-from router_fakes import FakeTopic, GatedOutbox, context, event
 
 from pushstream.agents.ingest import rekey_batch
 from pushstream.agents.io import Context, Outbox
@@ -28,6 +26,8 @@ from pushstream.rules.keys import token_fingerprint
 from pushstream.rules.redact import redact, redact_bytes, redact_text
 from pushstream.rules.settle import RetryPolicy, settle
 from pushstream.topology import load_layout
+from tests.unit.factories import APNS_TOKEN, AUTH, FCM_TOKEN, P256DH, WEBPUSH_ENDPOINT, device, settings, subscription
+from tests.unit.router_fakes import FakeTopic, GatedOutbox, context, event
 
 SECRETS = (APNS_TOKEN, FCM_TOKEN, P256DH, AUTH, "/wpush/v2/abc")
 ROOT = Path(__file__).resolve().parents[2]

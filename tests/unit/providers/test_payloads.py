@@ -6,12 +6,12 @@ from typing import Any
 
 import orjson
 import pytest
-from factories import notification
 
 from pushstream.providers import PAYLOAD_BUILDERS, build_payload
 from pushstream.providers.apns.payload import apns_priority, build_apns_payload, push_type
 from pushstream.providers.fcm.payload import build_fcm_message, stringify_data
 from pushstream.providers.webpush.payload import MAX_PLAINTEXT_BYTES, build_webpush_payload
+from tests.unit.factories import notification
 
 # --- APNs -----------------------------------------------------------------------------------------
 

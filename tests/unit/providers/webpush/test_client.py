@@ -16,13 +16,6 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sender_fixtures import (  # noqa: F401  (fixtures are used by name)
-    VAPID_SUBJECT,
-    WebPushEnv,
-    delivery_batch,
-    dev_setup_fixture,
-    webpush_fixture,
-)
 
 from pushstream.providers.outcome import Action, Sender
 from pushstream.providers.webpush.classify import http_transport_kind
@@ -39,6 +32,7 @@ from pushstream.providers.webpush.payload import MAX_PLAINTEXT_BYTES, build_webp
 from pushstream.providers.webpush.vapid import b64url
 from pushstream.testing.fakes import DevSetup, FakeWebPush
 from pushstream.testing.fakes.credentials import load_private_key, server_ssl_context
+from tests.unit.sender_fixtures import VAPID_SUBJECT, WebPushEnv, delivery_batch
 
 X962 = serialization.Encoding.X962
 UNCOMPRESSED = serialization.PublicFormat.UncompressedPoint

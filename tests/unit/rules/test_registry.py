@@ -6,7 +6,6 @@ import copy
 from typing import Any
 
 import pytest
-from factories import APNS_TOKEN, FCM_TOKEN, WEBPUSH_ENDPOINT, device, subscription
 
 from pushstream.rules.keys import token_fingerprint
 from pushstream.rules.registry import (
@@ -17,6 +16,7 @@ from pushstream.rules.registry import (
     register,
     unregister,
 )
+from tests.unit.factories import APNS_TOKEN, FCM_TOKEN, WEBPUSH_ENDPOINT, device, subscription
 
 T0 = "2026-11-20T10:00:00.000Z"
 T1 = "2026-11-21T10:00:00.000Z"

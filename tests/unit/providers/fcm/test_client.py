@@ -7,18 +7,12 @@ import datetime as dt
 import time
 
 import pytest
-from sender_fixtures import (  # noqa: F401  (fixtures are used by name)
-    DEADLINE,
-    FcmEnv,
-    delivery_batch,
-    dev_setup_fixture,
-    fcm_fixture,
-)
 
 from pushstream.config import FcmSettings
 from pushstream.providers.fcm.client import FcmSender
 from pushstream.providers.fcm.payload import build_fcm_message
 from pushstream.providers.outcome import Action, Sender
+from tests.unit.sender_fixtures import DEADLINE, FcmEnv, delivery_batch
 
 TOKEN = "fcm-token-1"
 NOTIFICATION = {"priority": "high", "ttl": 3600, "collapse_key": "order-42",

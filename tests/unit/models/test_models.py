@@ -9,19 +9,6 @@ from typing import Any
 
 import orjson
 import pytest
-from factories import (
-    APNS_TOKEN,
-    AUTH,
-    FCM_TOKEN,
-    P256DH,
-    WEBPUSH_ENDPOINT,
-    b64url,
-    raw_device,
-    raw_notification,
-    settings,
-    subscription,
-    without,
-)
 
 from pushstream.config import LimitsSettings
 from pushstream.models import (
@@ -46,6 +33,19 @@ from pushstream.models.dlq import dead_letter
 from pushstream.models.notifications import MAX_TTL_SECONDS
 from pushstream.models.registry import endpoint_allowed
 from pushstream.models.status import FINAL_STATUSES, Status
+from tests.unit.factories import (
+    APNS_TOKEN,
+    AUTH,
+    FCM_TOKEN,
+    P256DH,
+    WEBPUSH_ENDPOINT,
+    b64url,
+    raw_device,
+    raw_notification,
+    settings,
+    subscription,
+    without,
+)
 
 SETTINGS = settings()
 RECEIVED_AT = 1_795_000_000.0

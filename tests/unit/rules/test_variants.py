@@ -7,10 +7,6 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from factories import device, notification, raw_notification, settings
-from router_fakes import GatedOutbox, RocksTable, context
-from test_rules_progress import Progress, record
-from test_rules_settle import POLICY, batch
 
 from pushstream.agents.router import PayloadCache, route_intent
 from pushstream.models import IntentBatch, Invalid, parse_notification
@@ -21,6 +17,10 @@ from pushstream.rules.settle import settle
 from pushstream.rules.targeting import is_test_device
 from pushstream.rules.variants import VariantPicker, assign_variant, variant_notification
 from pushstream.tables.batch import BatchView
+from tests.unit.factories import device, notification, raw_notification, settings
+from tests.unit.router_fakes import GatedOutbox, RocksTable, context
+from tests.unit.rules.test_progress import Progress, record
+from tests.unit.rules.test_settle import POLICY, batch
 
 AB = [{"id": "a", "weight": 50, "title": "A title", "body": "A body"},
       {"id": "b", "weight": 50, "title": "B title", "localized": {"de": {"title": "B Titel"}}}]

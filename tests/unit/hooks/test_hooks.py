@@ -9,8 +9,6 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from factories import device, notification, settings
-from router_fakes import USER, GatedOutbox, context, event
 
 from pushstream import metrics
 from pushstream.agents.router import route_event
@@ -20,6 +18,8 @@ from pushstream.hooks.examples import quiet_vips_and_utm
 from pushstream.hooks.runner import PostSendQueue, pre_send_verdict
 from pushstream.rules.hooks import ERROR, PreSend, interpret
 from pushstream.tables import table_key
+from tests.unit.factories import device, notification, settings
+from tests.unit.router_fakes import USER, GatedOutbox, context, event
 
 N = notification(channel="marketing", priority="normal", data={"sku": "1"}, target={"all": True})
 

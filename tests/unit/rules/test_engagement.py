@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from factories import settings
 
 from pushstream.models.base import Invalid
 from pushstream.models.engagement import parse_engagement
 from pushstream.rules.engagement import OpenItem, apply_opens
 from pushstream.rules.progress import new_document, progress_document
+from tests.unit.factories import settings
 
 AT = "2026-11-22T18:00:09Z"
 

@@ -9,8 +9,6 @@ from typing import Any
 
 import orjson
 import pytest
-from factories import device, notification, settings
-from router_fakes import FakeProducer, FakeTopic, GatedOutbox, RocksTable, context
 
 from pushstream.agents.io import Outbox
 from pushstream.agents.planner import plan_batch
@@ -23,6 +21,8 @@ from pushstream.rules.fanout import fan_out_user
 from pushstream.rules.preferences import record_sent
 from pushstream.rules.routing import DELIVER, SKIP, Verdict
 from pushstream.tables import table_key
+from tests.unit.factories import device, notification, settings
+from tests.unit.router_fakes import FakeProducer, FakeTopic, GatedOutbox, RocksTable, context
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 LATER = NOW + dt.timedelta(hours=1)

@@ -15,12 +15,12 @@ from typing import Any
 
 import orjson
 import pytest
-from router_fakes import USER, FakeProducer, GatedOutbox, RocksTable, context, event
 
 from pushstream.agents.router import route_event
 from pushstream.rules.preferences import merge_memory, record_sent
 from pushstream.tables import table_key
 from pushstream.tables.batch import MergingView
+from tests.unit.router_fakes import USER, FakeProducer, GatedOutbox, RocksTable, context, event
 
 TODAY = dt.datetime.now(dt.UTC).date().isoformat()
 
@@ -116,7 +116,7 @@ async def test_the_router_counts_the_day_in_the_apps_default_timezone() -> None:
     import dataclasses
     import zoneinfo
 
-    from factories import settings
+    from tests.unit.factories import settings
 
     for zone in ("Pacific/Kiritimati", "Pacific/Pago_Pago"):
         base = settings()

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from factories import device
 
 from pushstream.rules.targeting import segment_matches, version_tuple
+from tests.unit.factories import device
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,6 @@ import datetime as dt
 import zoneinfo
 
 import pytest
-from factories import device, notification
 
 from pushstream.rules.localtime import (
     local_due,
@@ -16,6 +15,7 @@ from pushstream.rules.localtime import (
     user_zone_name,
     wall_clock,
 )
+from tests.unit.factories import device, notification
 
 Z = zoneinfo.ZoneInfo
 UTC = dt.UTC

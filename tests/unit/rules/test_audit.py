@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from factories import API_KEY, raw_notification
-from test_rules_cancel import message_event, planner_ctx
 
 from pushstream.agents.io import Outbox
 from pushstream.agents.planner import plan_batch
@@ -17,6 +15,8 @@ from pushstream.rules.audit import (
     request_id_of,
     target_summary,
 )
+from tests.unit.factories import API_KEY, raw_notification
+from tests.unit.rules.test_cancel import message_event, planner_ctx
 
 
 def test_key_fingerprint_is_stable_short_and_not_the_key() -> None:

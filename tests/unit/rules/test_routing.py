@@ -6,9 +6,9 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from factories import NOW, device, notification
 
 from pushstream.rules.routing import DELIVER, SKIP, Verdict, decide
+from tests.unit.factories import NOW, device, notification
 
 BERLIN_QUIET = {"quiet_hours": {"start": "22:00", "end": "07:00"}, "timezone": "Europe/Berlin"}
 # 22:30 UTC on 2026-11-22 is 23:30 in Berlin: inside the user's quiet hours, which end 07:00 CET = 06:00 UTC.

@@ -10,20 +10,13 @@ import jwt
 import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from sender_fixtures import (  # noqa: F401  (fixtures are used by name)
-    DEADLINE,
-    ApnsEnv,
-    apns_fixture,
-    apns_settings,
-    delivery_batch,
-    dev_setup_fixture,
-)
 
 from pushstream.providers.apns.client import APNS_ID_NAMESPACE, ApnsSender, ProviderToken, apns_id_for
 from pushstream.providers.apns.payload import build_apns_payload
 from pushstream.providers.outcome import Action, Sender
 from pushstream.testing.fakes import DevSetup, FakeAPNs
 from pushstream.testing.fakes.credentials import load_private_key
+from tests.unit.sender_fixtures import DEADLINE, ApnsEnv, apns_settings, delivery_batch
 
 TOKEN = "ab" * 32
 

@@ -23,7 +23,7 @@ from pushstream.rules.retry import (
     retry_delay,
 )
 from pushstream.rules.settle import settle
-from tests.unit.test_rules_settle import batch
+from tests.unit.rules.test_settle import batch
 
 NOW = 1_000_000.0
 POLICY = RetryPolicy(max_attempts=5, base=2.0, cap=60.0, retry_after_cap=120.0)

@@ -7,10 +7,10 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from factories import APNS_TOKEN, FCM_TOKEN, NOW, device, notification, subscription
 
 from pushstream.rules.fanout import UserFanOut, fan_out_user
 from pushstream.rules.preferences import already_sent, sent_origin
+from tests.unit.factories import APNS_TOKEN, FCM_TOKEN, NOW, device, notification, subscription
 
 ORIGIN = "pushstream.notifications:2:40"
 NIGHT = dt.datetime(2026, 11, 22, 22, 30, tzinfo=dt.UTC)  # 23:30 in Berlin

@@ -6,8 +6,6 @@ import asyncio
 import datetime as dt
 
 import orjson
-from factories import device, raw_notification, settings
-from router_fakes import GatedOutbox, context, event
 
 from pushstream.agents.router import route_event
 from pushstream.models import IntentBatch, decode
@@ -15,6 +13,8 @@ from pushstream.models.base import Invalid
 from pushstream.models.notifications import parse_notification
 from pushstream.rules.keys import user_key
 from pushstream.tables import table_key
+from tests.unit.factories import device, raw_notification, settings
+from tests.unit.router_fakes import GatedOutbox, context, event
 
 
 def test_a_local_time_intent_is_scheduled_per_zone() -> None:
