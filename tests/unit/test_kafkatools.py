@@ -1,4 +1,5 @@
-"""kafkatools.Progress: a bar with rate and ETA on a terminal, plain periodic lines otherwise; parse_time."""
+"""kafkatools without a broker: Progress (a bar with rate and ETA on a terminal, plain periodic lines otherwise),
+parse_time, say, a lag summed per topic, and nothing to delete without a prefix."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import datetime as dt
 import io
 
 import pytest
+from aiokafka import TopicPartition
 
-from pushstream.kafkatools import Progress, parse_time
+from pushstream.kafkatools import Progress, delete_topics_with_prefix, lag_by_topic, parse_time, say
 
 
 def test_plain_lines_when_not_a_terminal() -> None:
@@ -51,3 +53,21 @@ def test_the_last_line_is_not_repeated() -> None:
     progress.advance()
     progress.finish()
     assert len(out.getvalue().splitlines()) == 1
+
+
+def test_say_prints_one_flushed_line(capsys: pytest.CaptureFixture[str]) -> None:
+    say("==> starting")
+    say()
+    assert capsys.readouterr().out == "==> starting\n\n"
+
+
+def test_a_group_lag_summed_per_topic() -> None:
+    lag = {TopicPartition("a", 0): 3, TopicPartition("a", 1): 0, TopicPartition("b", 0): 2}
+    assert lag_by_topic(lag) == {"a": 3, "b": 2}
+    assert lag_by_topic({}) == {}
+
+
+async def test_no_prefix_deletes_nothing_and_needs_no_broker() -> None:
+    # Port 1: nothing listens there; an attempt to connect would raise BrokerUnreachable.
+    assert await delete_topics_with_prefix("127.0.0.1:1", []) == []
+    assert await delete_topics_with_prefix("127.0.0.1:1", ["", ""]) == []
