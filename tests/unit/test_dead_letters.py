@@ -120,8 +120,9 @@ def outbox_ctx(sent: list[tuple[Any, ...]] | None = None) -> Any:
         future.set_result(None)
         return future
 
-    app = SimpleNamespace(producer=SimpleNamespace(send=send))
-    return Context(app=app, rt=SimpleNamespace(settings=settings(), hooks={}),
+    app: Any = SimpleNamespace(producer=SimpleNamespace(send=send))  # stands in for the Faust app and runtime
+    rt: Any = SimpleNamespace(settings=settings(), hooks={})
+    return Context(app=app, rt=rt,
                    topics=SimpleNamespace(dlq=FakeTopic("dlq")), tables=None)  # type: ignore[arg-type]
 
 
@@ -186,7 +187,7 @@ async def test_a_failed_registry_batch_is_dead_lettered_without_its_tokens() -> 
 async def test_router_dead_letters_every_undeliverable_device(platform: str, dev: dict[str, Any], reason: str,
                                                               body: str) -> None:
     outbox = GatedOutbox(None, [], "transactional")
-    configured = {"apns": False, "fcm": True, "webpush": False}
+    configured: dict[str, Any] = {"apns": False, "fcm": True, "webpush": False}
     ctx, tp = context([outbox], settings(**configured), devices={"d-1": dev})
     await route_event(ctx, event(tp, 77, id="n-1", body=body))
     statuses = [v for topic, _k, v in outbox.records if topic == "status"]

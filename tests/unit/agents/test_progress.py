@@ -107,7 +107,7 @@ def test_opens_are_written_document_first_and_counted_once_with_the_statuses() -
     from pushstream.rules.progress import progress_document
     from pushstream.tables import progress_opened_key
 
-    table = Table()
+    table: Any = Table()  # stands in for a Faust table
     table.update_in_order(apply_progress(table, [["demo", "n-1", "u-1", "d-1", "d", 1, None],
                                                  ["demo", "n-1", "u-1", "d-2", "d", 1, None]], offset=0))
     opens = [OpenItem("demo", "n-1", "u-1", "d-1", 5).as_list(), OpenItem("demo", "n-1", "u-1", "d-1", 6).as_list()]
@@ -129,7 +129,7 @@ def test_statuses_and_opens_of_one_batch_write_the_document_once_before_every_en
     from pushstream.rules.progress import progress_document
     from pushstream.tables import progress_opened_key
 
-    table = Table()
+    table: Any = Table()  # stands in for a Faust table
     changes = apply_progress(table, [["demo", "n-1", "u-1", "d-1", "d", 1, None]], offset=3)
     changes = apply_opens_batch(table, [OpenItem("demo", "n-1", "u-1", "d-1", 5).as_list()], offset=3,
                                 changes=changes)
@@ -146,7 +146,7 @@ def test_bad_engagement_events_are_dead_lettered_with_their_reason() -> None:
     outbox = SimpleNamespace(dead_letter=lambda event, error, source: dead.append(f"{source}:{error.reason}"))
     good = {"type": "opened", "app_id": "demo", "notification_id": "n-1", "user_id": "u-1", "device_id": "d-1",
             "at": "2026-11-22T18:00:09Z"}
-    ctx = SimpleNamespace(rt=SimpleNamespace(settings=settings()))
+    ctx: Any = SimpleNamespace(rt=SimpleNamespace(settings=settings()))  # stands in for the Context
     items = engagement_items(ctx, [event(good), event(b"{not json", 1), event({**good, "type": "seen"}, 2),
                                    event({**good, "app_id": "nope"}, 3)], outbox)  # type: ignore[arg-type]
     assert [i.device_id for i in items] == ["d-1"]

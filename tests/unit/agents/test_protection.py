@@ -43,7 +43,7 @@ def protection(**pipeline: float) -> tuple[Protection, Clock]:
 
 def send(p: Protection, b: DeliveryBatch, answer: Verdict) -> list[Verdict | None]:
     plan = p.before_send(b)
-    verdicts: list[Verdict | None] = [answer] * plan.send + list(plan.held)
+    verdicts: list[Verdict | None] = [*([answer] * plan.send), *plan.held]
     p.after_send([(b, plan, verdicts)])
     return verdicts
 
@@ -57,7 +57,7 @@ def test_a_failing_provider_opens_the_breaker_and_the_rest_waits_for_the_probe()
     clock.now += 2.0
     plan = p.before_send(batch(50))
     assert plan.send == 3 and plan.probe and len(plan.held) == 47
-    p.after_send([(batch(50), plan, [OK] * 3 + list(plan.held))])
+    p.after_send([(batch(50), plan, [*([OK] * 3), *plan.held])])
     assert p.gauges() == [("demo", "apns", 0, 0)]
     assert p.before_send(batch(50)).send == 50
 
@@ -119,7 +119,7 @@ def test_the_rate_limit_is_shared_by_the_sender_processes_and_halves_on_429() ->
     assert plan.send == 50 and plan.wait == pytest.approx(1.0)  # 25 in the bucket + 25 within the wait
     assert [v.reason for v in plan.held] == ["rate_limited"] * 50
     p.after_send([(batch(100, platform="fcm"), plan,
-                   [Verdict(Action.RETRY, "QUOTA_EXCEEDED", 429, 60.0)] * 50 + list(plan.held))])
+                   [*([Verdict(Action.RETRY, "QUOTA_EXCEEDED", 429, 60.0)] * 50), *plan.held])])
     bucket = p.of("demo", "fcm").bucket
     assert bucket is not None and bucket.rate == 12.5
     assert p.gauges() == [("demo", "fcm", 0, 0)]  # a 429 is no breaker failure

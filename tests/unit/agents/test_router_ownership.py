@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 from aiokafka import TopicPartition
 
@@ -18,7 +18,7 @@ def app(*, rebalancing: bool, generation: int, assigned: set[Any]) -> Any:
                            assignor=SimpleNamespace(assigned_actives=lambda: assigned))
 
 
-EVENT = SimpleNamespace(message=SimpleNamespace(tp=TP))
+EVENT: Any = SimpleNamespace(message=SimpleNamespace(tp=TP))  # stands in for a Faust event
 
 
 async def end_rebalance(the_app: Any, *, generation: int | None = None, assigned: set[Any] | None = None) -> None:
@@ -103,7 +103,7 @@ async def test_an_intent_read_but_never_started_is_fetched_again() -> None:
 
 async def test_started_intents_and_a_busy_or_rebalancing_lane_are_left_alone() -> None:
     dog = idle_watchdog()
-    dog.started("bulk", SimpleNamespace(message=SimpleNamespace(tp=P0, offset=0)))
+    dog.started("bulk", cast(Any, SimpleNamespace(message=SimpleNamespace(tp=P0, offset=0))))
     the_app = watched({P0: 1}, {P0: None})
     await dog.check(the_app, TOPICS)  # busy: the intent is being routed
     dog.finished("bulk")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -27,7 +27,7 @@ TODAY = dt.datetime.now(dt.UTC).date().isoformat()
 
 @pytest.mark.asyncio
 async def test_a_lane_waiting_in_its_flush_does_not_overwrite_the_other_lanes_memory() -> None:
-    gate, flushed = asyncio.Event(), []
+    gate, flushed = asyncio.Event(), list[str]()
     outboxes = [GatedOutbox(gate, flushed, "transactional"), GatedOutbox(None, flushed, "bulk")]
     ctx, tp = context(outboxes)
     transactional = asyncio.create_task(route_event(ctx, event(tp, 1, id="n-tx", channel="transactional")))
@@ -85,7 +85,7 @@ def test_merge_drops_what_the_new_value_aged_out() -> None:
     base = record_sent(None, "n-old", "marketing", "2026-11-01", T0 - week - 1, "o:old")
     current = record_sent(base, "n-x", "marketing", "2026-11-22", T0 - week + 10, "o:x")
     new = record_sent(base, "n-1", "transactional", "2026-11-22", T0, "o:1")
-    merged = merge_memory(current, base, new)
+    merged = cast(dict[str, Any], merge_memory(current, base, new))  # a memory: new is one
     assert set(merged["sent"]) == {"n-x", "n-1"} and set(merged["origins"]) == {"n-x", "n-1"}
 
 
@@ -105,7 +105,8 @@ async def test_merging_view_writes_the_merge_of_the_table_the_read_and_the_set_v
     assert view.get("demo/u-1") == "mine"
     db[b"demo/u-1"] = orjson.dumps("theirs")  # the other lane wrote meanwhile
     view.set("demo/u-2", "fresh")
-    await view.write(SimpleNamespace(producer=FakeProducer()), 0)
+    app: Any = SimpleNamespace(producer=FakeProducer())  # stands in for the Faust app
+    await view.write(app, 0)
     assert calls == [("theirs", "read", "mine"), (None, None, "fresh")]
     assert (table.get(b"demo/u-1"), table.get(b"demo/u-2")) == ("mine", "fresh")
 

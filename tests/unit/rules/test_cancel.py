@@ -181,10 +181,11 @@ async def test_a_broadcast_stops_at_the_first_step_after_the_cancel() -> None:
 def test_parse_cancel() -> None:
     assert is_cancel({"type": "cancel"}) and not is_cancel({"id": "n-1"})
     assert parse_cancel({"type": "cancel", "app_id": "demo", "id": "n-42"}, settings()) == ("demo", "n-42")
-    for bad, reason in [({"type": "cancel", "app_id": "demo"}, "missing_field"),
-                        ({"type": "cancel", "app_id": "nope", "id": "n"}, "unknown_app"),
-                        ({"type": "cancel", "app_id": "demo", "id": "n", "title": "x"}, "unknown_field"),
-                        ({"type": "cancel", "app_id": "demo", "id": 7}, "bad_field")]:
+    cases: list[tuple[Any, str]] = [({"type": "cancel", "app_id": "demo"}, "missing_field"),
+                                    ({"type": "cancel", "app_id": "nope", "id": "n"}, "unknown_app"),
+                                    ({"type": "cancel", "app_id": "demo", "id": "n", "title": "x"}, "unknown_field"),
+                                    ({"type": "cancel", "app_id": "demo", "id": 7}, "bad_field")]
+    for bad, reason in cases:
         with pytest.raises(Invalid) as caught:
             parse_cancel(bad, settings())
         assert caught.value.reason == reason

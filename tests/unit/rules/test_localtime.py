@@ -21,8 +21,8 @@ Z = zoneinfo.ZoneInfo
 UTC = dt.UTC
 
 
-def utc(*parts: int) -> dt.datetime:
-    return dt.datetime(*parts, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 # (zone, day, local time, the instant expected): ordinary days, gaps (next valid time), repeats (first one).

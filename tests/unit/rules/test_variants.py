@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -108,13 +108,13 @@ def test_the_payload_cache_renders_per_variant_platform_and_locale() -> None:
 
 # Routing, settling and progress --------------------------------------------------------------------------------
 async def test_routing_stamps_the_variant_on_statuses_and_batches() -> None:
-    outbox = GatedOutbox(None, [], "transactional")
+    outbox: Any = GatedOutbox(None, [], "transactional")  # stands in for the Outbox
     users = [(f"u-{i}", {"d-1": device(), "d-2": device("d-2", active=False)}) for i in range(40)]
     ctx, _tp = context([])
     n = notification(variants=AB, target={"user_ids": [u for u, _ in users]},
                      received_at=dt.datetime.now(dt.UTC).timestamp())
     await route_intent(ctx, IntentBatch(notification=n, user_ids=[u for u, _ in users], origin="o"), 0, outbox,
-                       BatchView(RocksTable("user_state")), dt.datetime.now(dt.UTC), users=users)
+                       BatchView(cast(Any, RocksTable("user_state"))), dt.datetime.now(dt.UTC), users=users)
     expected = {u: assign_variant("n-42", u, AB) for u, _ in users}
     batches = [v for t, _k, v in outbox.records if t.startswith("deliveries")]
     assert {b.variant for b in batches} == {"a", "b"}

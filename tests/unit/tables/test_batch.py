@@ -6,7 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -61,7 +61,7 @@ async def test_changes_land_in_rocksdb_and_the_changelog_in_order(tmp_path: Path
     db[b"demo/u-gone"] = b'{"old": 1}'
     await write_partition(app, table, 3, {b"demo/u-1": {"sent": {"n-1": 5}}, b"demo/u-gone": None,
                                           b"demo/u-2": {"counts": {}}})
-    assert orjson.loads(db[b"demo/u-1"]) == {"sent": {"n-1": 5}}
+    assert orjson.loads(cast(bytes, db[b"demo/u-1"])) == {"sent": {"n-1": 5}}
     assert db.get(b"demo/u-gone") is None
     assert producer.sent == [("p-user_state-changelog", b"demo/u-1", b'{"sent":{"n-1":5}}', 3),
                              ("p-user_state-changelog", b"demo/u-gone", None, 3),
@@ -105,5 +105,5 @@ async def test_values_are_json_faust_reads_back(tmp_path: Path, value: Any) -> N
     app, table, store, _ = make(tmp_path)
     await write_partition(app, table, 0, {b"k": value})
     # Faust's json codec reads what orjson wrote (and, like it, turns int keys into strings)
-    assert json.loads(store.dbs[0][b"k"]) == json.loads(json.dumps(value))
+    assert json.loads(cast(bytes, store.dbs[0][b"k"])) == json.loads(json.dumps(value))
     store.dbs[0].close()

@@ -9,6 +9,7 @@ import re
 import ssl
 import time
 from pathlib import Path
+from typing import Any
 
 import http_ece
 import jwt
@@ -240,7 +241,7 @@ def test_vapid_signer_renews_an_hour_before_expiry(dev_setup: DevSetup) -> None:
 
 
 # RFC 8291 Appendix A: fixed application-server key and salt, so the whole body is known byte for byte.
-RFC8291 = {
+RFC8291: dict[str, Any] = {
     "plaintext": b"When I grow up, I want to be a watermelon",
     "as_private": "yfWPiYE-n46HLnH0KqZOF1fJJU3MYrct3AELtAQ-oRw",
     "ua_private": "q1dXpw3UpT5VOmu_cf_v6ih07Aems3njxI-JWgLcM94",
@@ -252,8 +253,14 @@ RFC8291 = {
 }
 
 
+def _decoded(b64: str) -> bytes:
+    raw = b64url_decode(b64)
+    assert raw is not None, b64
+    return raw
+
+
 def _scalar_key(b64: str) -> ec.EllipticCurvePrivateKey:
-    return ec.derive_private_key(int.from_bytes(b64url_decode(b64), "big"), ec.SECP256R1())
+    return ec.derive_private_key(int.from_bytes(_decoded(b64), "big"), ec.SECP256R1())
 
 
 def test_encryption_reproduces_the_rfc8291_example() -> None:
@@ -294,7 +301,7 @@ def test_subscription_keys_are_validated() -> None:
     assert decode_subscription_keys(off_curve, RFC8291["auth"]) is None
     assert decode_subscription_keys(RFC8291["ua_public"], b64url(b"short")) is None
     assert decode_subscription_keys("!!", "??") is None
-    padded = base64.b64encode(b64url_decode(RFC8291["ua_public"])).decode()  # standard base64 with padding
+    padded = base64.b64encode(_decoded(RFC8291["ua_public"])).decode()  # standard base64 with padding
     assert decode_subscription_keys(padded, RFC8291["auth"] + "==") == good
 
 
@@ -453,7 +460,7 @@ async def test_http_client_errors() -> None:
 
 @pytest.mark.asyncio
 async def test_http_client_caps_connections_and_speaks_tls(dev_setup: DevSetup) -> None:
-    answer = [b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"]
+    answer: list[bytes | None] = [b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"]
     server = ScriptedServer([answer] * 10)
     await server.start(server_ssl_context(dev_setup, ["http/1.1"]))
     client = HttpClient(max_connections=2, ssl=ssl.create_default_context(cafile=str(dev_setup.ca_cert_file)))

@@ -496,7 +496,7 @@ def test_subprocess_benchmark_mode_serves_all_three_and_counts(tmp_path: Path) -
 
 
 def setup_from(data: dict[str, Any]) -> DevSetup:
-    values = {
+    values: dict[str, Any] = {
         name: Path(value) if name.endswith(("_file", "directory")) else value
         for name, value in data.items()
         if name in DevSetup.__dataclass_fields__
