@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -14,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from pushstream.testing.stack import WorkerProcess, free_port, wait_until
+from pushstream.testing.stack import WorkerProcess, free_port, spawn, wait_until
 
 BIN = Path(sys.executable).parent
 
@@ -31,15 +29,10 @@ class RoleProcess(WorkerProcess):
         if self.argv is None:
             super().start()
             return self
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PUSHSTREAM_")}
-        env["PUSHSTREAM_CONFIG"] = str(self.config_path)
-        # Static membership and transactional ids come from it: one per process, kept across restarts.
-        env["PUSHSTREAM_WORKER_ID"] = self.name
-        env.update(self.extra_env or {})
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen([str(BIN / "pushstream"), "worker", "--no-apply", *self.argv], env=env,
-                                            cwd=self.config_path.parent, stdout=log, stderr=subprocess.STDOUT)
+        # One worker id per process (its name), kept across restarts.
+        self.process = spawn([str(BIN / "pushstream"), "worker", "--no-apply", *self.argv],
+                             config_path=self.config_path, worker_id=self.name, log_path=self.log_path,
+                             extra_env=self.extra_env)
         return self
 
     @property

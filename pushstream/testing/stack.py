@@ -73,6 +73,21 @@ def write_topics_file(path: Path, source: Path, partitions: int | None = None) -
     return path
 
 
+def spawn(argv: list[str], *, config_path: Path, worker_id: str, log_path: Path,
+          extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start a pushstream process as production would: the config named by PUSHSTREAM_CONFIG and no other
+    PUSHSTREAM_* variable of this process, its worker id (static membership and transactional ids come from
+    it, so a restart with the same one keeps its partitions), run from the config's directory, output
+    appended to ``log_path``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PUSHSTREAM_")}
+    env["PUSHSTREAM_CONFIG"] = str(config_path)
+    env["PUSHSTREAM_WORKER_ID"] = worker_id
+    env.update(extra_env or {})
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(argv, env=env, cwd=config_path.parent, stdout=log, stderr=subprocess.STDOUT)
+
+
 class Deadline:
     """A point in time after which waiting for ``what`` is an error."""
 
@@ -120,17 +135,11 @@ class WorkerProcess:
         return f"http://127.0.0.1:{self.web_port}"
 
     def start(self) -> Self:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PUSHSTREAM_")}
-        env["PUSHSTREAM_CONFIG"] = str(self.config_path)
-        env["PUSHSTREAM_WORKER_ID"] = self.datadir.name  # static membership: a restart keeps its partitions
-        env.update(self.extra_env or {})
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [str(BIN / "faust"), "--datadir", str(self.datadir), "-A", "pushstream.app", "worker", "-l", "info",
-                 "--web-host", "127.0.0.1", "--web-port", str(self.web_port)],
-                env=env, cwd=self.config_path.parent, stdout=log, stderr=subprocess.STDOUT,
-            )
+        self.process = spawn(
+            [str(BIN / "faust"), "--datadir", str(self.datadir), "-A", "pushstream.app", "worker", "-l", "info",
+             "--web-host", "127.0.0.1", "--web-port", str(self.web_port)],
+            config_path=self.config_path, worker_id=self.datadir.name, log_path=self.log_path,
+            extra_env=self.extra_env)
         return self
 
     def alive(self) -> bool:

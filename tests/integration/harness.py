@@ -24,7 +24,14 @@ from aiokafka.structs import ConsumerRecord
 from pushstream.kafkatools import KafkaSession
 from pushstream.testing.fakes import webpush_subscription
 from pushstream.testing.fakes.control import FakesClient, FakesProcess
-from pushstream.testing.stack import WorkerProcess, dev_app_config, free_port, wait_until, write_topics_file
+from pushstream.testing.stack import (
+    WorkerProcess,
+    dev_app_config,
+    free_port,
+    spawn,
+    wait_until,
+    write_topics_file,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER = os.environ.get("PUSHSTREAM_TEST_BROKER", "127.0.0.1:9092")
@@ -229,11 +236,9 @@ class RoleProcess:
         return f"http://127.0.0.1:{self.web_port}"
 
     def start(self) -> RoleProcess:
-        env = self.deployment.env()
-        env["PUSHSTREAM_WORKER_ID"] = self.worker_id
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen([str(BIN / "pushstream"), "worker", "--no-apply", *self.args], env=env,
-                                            cwd=self.deployment.root, stdout=log, stderr=subprocess.STDOUT)
+        self.process = spawn([str(BIN / "pushstream"), "worker", "--no-apply", *self.args],
+                             config_path=self.deployment.config_path, worker_id=self.worker_id,
+                             log_path=self.log_path)
         return self
 
     def alive(self) -> bool:
