@@ -22,7 +22,7 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy pushstream
+	$(VENV)/bin/mypy pushstream tests benchmarks
 
 unit: install
 	$(PY) -m pytest tests/unit -q

@@ -22,7 +22,7 @@ import yaml
 
 from pushstream import kafkatools
 from pushstream.config import load_settings
-from pushstream.kafkatools import BrokerUnreachable
+from pushstream.kafkatools import BrokerUnreachable, say
 from pushstream.testing.fakes import webpush_subscription
 from pushstream.testing.fakes.control import FakesProcess
 from pushstream.testing.stack import WorkerProcess, dev_app_config, free_port, wait_until
@@ -31,10 +31,6 @@ from pushstream.topology import apply_topics, kafka_bootstrap, load_layout
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "demo-key"
 PLATFORMS = ("apns", "fcm", "webpush")
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
 
 
 def device_events(users: int, setup: dict[str, Any]) -> list[dict[str, Any]]:

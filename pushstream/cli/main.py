@@ -184,7 +184,7 @@ def _bench(extra: list[str]) -> int:
     root = str(Path(__file__).resolve().parents[2])
     if root not in sys.path:
         sys.path.insert(0, root)
-    from benchmarks.e2e import main as bench_main
+    from benchmarks.e2e.run import main as bench_main
 
     return int(bench_main(extra) or 0)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,9 +14,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
+import yaml
 
 BIN = Path(sys.executable).parent
 
@@ -54,6 +56,36 @@ def dev_app_config(setup: dict[str, Any], api_keys: list[str]) -> dict[str, Any]
             "allowed_endpoint_hosts": ["127.0.0.1"],
         },
     }
+
+
+def write_topics_file(path: Path, source: Path, partitions: int | None = None) -> Path:
+    """A copy of the topics file ``source`` at ``path``, with every topic (and the user partitions) at
+    ``partitions`` partitions if given: a test or benchmark run's own layout."""
+    if partitions is None:
+        shutil.copyfile(source, path)
+        return path
+    layout = yaml.safe_load(source.read_text())
+    layout["user_partitions"] = partitions
+    for spec in layout["topics"].values():
+        if "partitions" in spec:
+            spec["partitions"] = partitions
+    path.write_text(yaml.safe_dump(layout, sort_keys=False))
+    return path
+
+
+def spawn(argv: list[str], *, config_path: Path, worker_id: str, log_path: Path,
+          extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start a pushstream process as production would: the config named by PUSHSTREAM_CONFIG and no other
+    PUSHSTREAM_* variable of this process, its worker id (static membership and transactional ids come from
+    it, so a restart with the same one keeps its partitions), run from the config's directory, output
+    appended to ``log_path``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PUSHSTREAM_")}
+    env["PUSHSTREAM_CONFIG"] = str(config_path)
+    env["PUSHSTREAM_WORKER_ID"] = worker_id
+    env.update(extra_env or {})
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(argv, env=env, cwd=config_path.parent, stdout=log, stderr=subprocess.STDOUT)
 
 
 class Deadline:
@@ -102,18 +134,12 @@ class WorkerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}"
 
-    def start(self) -> WorkerProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PUSHSTREAM_")}
-        env["PUSHSTREAM_CONFIG"] = str(self.config_path)
-        env["PUSHSTREAM_WORKER_ID"] = self.datadir.name  # static membership: a restart keeps its partitions
-        env.update(self.extra_env or {})
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [str(BIN / "faust"), "--datadir", str(self.datadir), "-A", "pushstream.app", "worker", "-l", "info",
-                 "--web-host", "127.0.0.1", "--web-port", str(self.web_port)],
-                env=env, cwd=self.config_path.parent, stdout=log, stderr=subprocess.STDOUT,
-            )
+    def start(self) -> Self:
+        self.process = spawn(
+            [str(BIN / "faust"), "--datadir", str(self.datadir), "-A", "pushstream.app", "worker", "-l", "info",
+             "--web-host", "127.0.0.1", "--web-port", str(self.web_port)],
+            config_path=self.config_path, worker_id=self.datadir.name, log_path=self.log_path,
+            extra_env=self.extra_env)
         return self
 
     def alive(self) -> bool:
@@ -132,7 +158,7 @@ class WorkerProcess:
         except httpx.HTTPError:
             return False
 
-    def wait_ready(self, timeout: float = 90) -> WorkerProcess:
+    def wait_ready(self, timeout: float = 90) -> Self:
         try:
             wait_until(self.ready, timeout=timeout, interval=0.2, what=f"worker on :{self.web_port} /readyz")
         except TimeoutError as exc:

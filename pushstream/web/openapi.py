@@ -1,5 +1,5 @@
 """The OpenAPI 3.1 document of the router's HTTP API, shipped beside this module as openapi.json and served at
-/openapi.json. Adding a route means adding it there: tests/unit/test_web_api.py compares the document's paths and
+/openapi.json. Adding a route means adding it there: tests/unit/web/test_api.py compares the document's paths and
 methods with the routes a router registers, both ways."""
 
 from __future__ import annotations

@@ -218,5 +218,7 @@ async def register(stack: Stack, kafka: Kafka, workers: list[Worker], users: int
     for i in range(0, users, max(1, users // 50)):
         user = f"u-{i:05d}"
         worker = workers[i % len(workers)]
-        wait_for(lambda u=user, w=worker: len(w.get(f"/v1/apps/demo/users/{u}/devices").json()["devices"]) == 2,
-                 timeout=30, what=f"{user}'s devices")
+        def registered(u: str = user, w: Worker = worker) -> bool:
+            return len(w.get(f"/v1/apps/demo/users/{u}/devices").json()["devices"]) == 2
+
+        wait_for(registered, timeout=30, what=f"{user}'s devices")

@@ -24,7 +24,14 @@ from aiokafka.structs import ConsumerRecord
 from pushstream.kafkatools import KafkaSession
 from pushstream.testing.fakes import webpush_subscription
 from pushstream.testing.fakes.control import FakesClient, FakesProcess
-from pushstream.testing.stack import WorkerProcess, dev_app_config, free_port, wait_until
+from pushstream.testing.stack import (
+    WorkerProcess,
+    dev_app_config,
+    free_port,
+    spawn,
+    wait_until,
+    write_topics_file,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER = os.environ.get("PUSHSTREAM_TEST_BROKER", "127.0.0.1:9092")
@@ -71,12 +78,7 @@ def make_deployment(root: Path, *, partitions: int = 4, apps: dict[str, Any] | N
                     apply: bool = True) -> Deployment:
     """Write pushstream.yaml and a topics.yaml with ``partitions`` everywhere, then `pushstream topics apply`."""
     root.mkdir(parents=True, exist_ok=True)
-    layout = yaml.safe_load((ROOT / "topics.yaml").read_text())
-    layout["user_partitions"] = partitions
-    for spec in layout["topics"].values():
-        if "partitions" in spec:
-            spec["partitions"] = partitions
-    (root / "topics.yaml").write_text(yaml.safe_dump(layout))
+    write_topics_file(root / "topics.yaml", ROOT / "topics.yaml", partitions)
     prefix = f"t{uuid.uuid4().hex[:10]}."
     CREATED_PREFIXES.append(prefix)
     apps = apps if apps is not None else {"demo": {"api_keys": [DEMO_KEY]}, "other": {"api_keys": [OTHER_KEY]}}
@@ -234,11 +236,9 @@ class RoleProcess:
         return f"http://127.0.0.1:{self.web_port}"
 
     def start(self) -> RoleProcess:
-        env = self.deployment.env()
-        env["PUSHSTREAM_WORKER_ID"] = self.worker_id
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen([str(BIN / "pushstream"), "worker", "--no-apply", *self.args], env=env,
-                                            cwd=self.deployment.root, stdout=log, stderr=subprocess.STDOUT)
+        self.process = spawn([str(BIN / "pushstream"), "worker", "--no-apply", *self.args],
+                             config_path=self.deployment.config_path, worker_id=self.worker_id,
+                             log_path=self.log_path)
         return self
 
     def alive(self) -> bool:

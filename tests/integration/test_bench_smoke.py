@@ -1,4 +1,4 @@
-"""The e2e benchmark (benchmarks/e2e.py) runs end to end at a small scale through `pushstream bench`, in its
+"""The e2e benchmark (benchmarks/e2e/) runs end to end at a small scale through `pushstream bench`, in its
 default split deployment (a router process, a transactional and a bulk sender process), and reports
 every figure. Timing is not asserted: CI machines differ; only completeness and sanity are."""
 

@@ -14,7 +14,7 @@ APNS = "a1" * 32
 
 
 def registrations(stack: Stack, users: list[str]) -> list[dict[str, Any]]:
-    events = []
+    events: list[dict[str, Any]] = []
     for i, user in enumerate(users):
         events += [
             {"type": "register", "app_id": "demo", "user_id": user, "device_id": f"{user}-ios", "platform": "apns",

@@ -4,6 +4,7 @@ both of two workers."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import orjson
@@ -19,7 +20,7 @@ AUTH = b64url(bytes(range(16)))
 
 
 def device_events(users: list[str]) -> list[dict[str, Any]]:
-    events = []
+    events: list[dict[str, Any]] = []
     for i, user in enumerate(users):
         events.append({"type": "register", "app_id": "demo", "user_id": user, "device_id": f"{user}-ios",
                        "platform": "apns", "token": f"{i:02x}" * 32, "locale": "de-DE" if i % 2 else "en-US"})
@@ -76,7 +77,7 @@ async def test_fanout_to_platform_topics_with_two_workers(tmp_path: Any, workers
         for worker in workers:
             for user in users:
                 try:
-                    wait_for(lambda w=worker, u=user: has_devices(w, u), timeout=60,
+                    wait_for(functools.partial(has_devices, worker, user), timeout=60,
                              what=f"{user}'s devices via {worker.name}")
                 except AssertionError as exc:
                     raise AssertionError(f"{exc}; last answer: {seen[worker.name]}") from None

@@ -116,8 +116,11 @@ async def test_prometheus_sees_series_move_and_logs_hold_no_secret(
              what="prometheus scraping both workers")
     # Both roles export the process and Python collectors, and lag per group, topic and partition.
     for job in ("pushstream-router", "pushstream-sender"):
-        wait_for(lambda job=job: prometheus.query(f'process_cpu_seconds_total{{job="{job}"}}')
-                 and prometheus.query(f'python_info{{job="{job}"}}'), timeout=30, what=f"process metrics of {job}")
+        def exported(job: str = job) -> bool:
+            return bool(prometheus.query(f'process_cpu_seconds_total{{job="{job}"}}')
+                        and prometheus.query(f'python_info{{job="{job}"}}'))
+
+        wait_for(exported, timeout=30, what=f"process metrics of {job}")
     wait_for(lambda: prometheus.query('pushstream_consumer_lag{role="router"}')
              and prometheus.query('pushstream_consumer_lag{role="sender"}'), timeout=60, what="lag of both roles")
     assert prometheus.query('pushstream_deliveries_total{status="delivered"}') == []

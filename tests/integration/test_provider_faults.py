@@ -98,8 +98,10 @@ async def otp_latencies(kafka: Kafka, tag: str) -> list[float]:
         await kafka.publish("pushstream.notifications", [{
             "id": nid, "app_id": "demo", "channel": "transactional", "priority": "high", "title": "code",
             "target": {"user_ids": [f"a-{i:03d}"]}}])
-        records = await kafka.read_json("pushstream.status", until=lambda s, n=nid: any(
-            r["notification_id"] == n and r["status"] == "delivered" for r in s), timeout=30)
+        def delivered(s: list[dict[str, Any]], n: str = nid) -> bool:
+            return any(r["notification_id"] == n and r["status"] == "delivered" for r in s)
+
+        records = await kafka.read_json("pushstream.status", until=delivered, timeout=30)
         (status,) = [r for r in records if r["notification_id"] == nid]
         latencies.append(at_seconds(status) - published)
     return latencies

@@ -28,8 +28,10 @@ async def test_sigkill_restart_keeps_tables_and_counts_nothing_twice(tmp_path: P
     async with Kafka(deployment) as kafka:
         await kafka.publish("pushstream.devices", device_events(users))
         for user in users:
-            wait_for(lambda u=user: len(worker.get(f"/v1/apps/demo/users/{u}/devices").json()["devices"]) == 3,
-                     timeout=60, what=f"{user}'s devices")
+            def registered(u: str = user) -> bool:
+                return len(worker.get(f"/v1/apps/demo/users/{u}/devices").json()["devices"]) == 3
+
+            wait_for(registered, timeout=60, what=f"{user}'s devices")
         before = {u: worker.get(f"/v1/apps/demo/users/{u}/devices").json() for u in users}
 
         first = {"id": "n-1", "app_id": "demo", "title": "one", "target": {"user_ids": users}}

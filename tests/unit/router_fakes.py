@@ -9,7 +9,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import orjson
-from factories import device, notification, settings
 from rocksdict import Options, Rdict
 
 from pushstream.config import Settings
@@ -17,6 +16,7 @@ from pushstream.models import IntentBatch, encode
 from pushstream.models.vocabulary import LANES, PLATFORMS
 from pushstream.rules.keys import user_key
 from pushstream.tables import table_key
+from tests.unit.factories import device, notification, settings
 
 USER = user_key("demo", "u-1")
 

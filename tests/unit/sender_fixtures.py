@@ -1,8 +1,8 @@
 """Fixtures for the sender tests: one credential set per test module, a fake provider and a started sender
 per test, all in-process on the test's event loop.
 
-Fixtures are registered under short names (``apns``, ``fcm``, ``webpush``, ``dev_setup``); a test module
-imports the ``*_fixture`` functions it needs, which makes pytest see them.
+Fixtures are registered under short names (``apns``, ``fcm``, ``webpush``, ``dev_setup``), once, by
+``pytest_plugins`` in tests/conftest.py; a test module asks for them by name and imports only the helpers.
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from factories import FULL_CONFIG, write_config, write_secrets
 
 from pushstream.config import (
     ENV_CONFIG,
@@ -18,6 +17,7 @@ from pushstream.config import (
     load_settings,
     settings_from_mapping,
 )
+from tests.unit.factories import FULL_CONFIG, write_config, write_secrets
 
 MINIMAL_APP = """\
 apps:

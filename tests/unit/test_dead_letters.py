@@ -12,8 +12,6 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import TopicPartition
-from factories import APNS_TOKEN, AUTH, FCM_TOKEN, P256DH, WEBPUSH_ENDPOINT, device, settings, subscription
-from router_fakes import FakeTopic, GatedOutbox, context, event
 
 from pushstream.agents.ingest import rekey_batch
 from pushstream.agents.io import Context, Outbox
@@ -28,6 +26,8 @@ from pushstream.rules.keys import token_fingerprint
 from pushstream.rules.redact import redact, redact_bytes, redact_text
 from pushstream.rules.settle import RetryPolicy, settle
 from pushstream.topology import load_layout
+from tests.unit.factories import APNS_TOKEN, AUTH, FCM_TOKEN, P256DH, WEBPUSH_ENDPOINT, device, settings, subscription
+from tests.unit.router_fakes import FakeTopic, GatedOutbox, context, event
 
 SECRETS = (APNS_TOKEN, FCM_TOKEN, P256DH, AUTH, "/wpush/v2/abc")
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,8 +120,9 @@ def outbox_ctx(sent: list[tuple[Any, ...]] | None = None) -> Any:
         future.set_result(None)
         return future
 
-    app = SimpleNamespace(producer=SimpleNamespace(send=send))
-    return Context(app=app, rt=SimpleNamespace(settings=settings(), hooks={}),
+    app: Any = SimpleNamespace(producer=SimpleNamespace(send=send))  # stands in for the Faust app and runtime
+    rt: Any = SimpleNamespace(settings=settings(), hooks={})
+    return Context(app=app, rt=rt,
                    topics=SimpleNamespace(dlq=FakeTopic("dlq")), tables=None)  # type: ignore[arg-type]
 
 
@@ -186,7 +187,7 @@ async def test_a_failed_registry_batch_is_dead_lettered_without_its_tokens() -> 
 async def test_router_dead_letters_every_undeliverable_device(platform: str, dev: dict[str, Any], reason: str,
                                                               body: str) -> None:
     outbox = GatedOutbox(None, [], "transactional")
-    configured = {"apns": False, "fcm": True, "webpush": False}
+    configured: dict[str, Any] = {"apns": False, "fcm": True, "webpush": False}
     ctx, tp = context([outbox], settings(**configured), devices={"d-1": dev})
     await route_event(ctx, event(tp, 77, id="n-1", body=body))
     statuses = [v for topic, _k, v in outbox.records if topic == "status"]

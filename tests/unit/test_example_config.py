@@ -29,7 +29,8 @@ def accepted_keys(cls: type, prefix: str = "") -> Iterator[str]:
             continue
         key, tp = f"{prefix}{f.name}", hints[f.name]
         inner = [a for a in typing.get_args(tp) if a is not type(None)]
-        if typing.get_origin(tp) in (Mapping, dict) and dataclasses.is_dataclass(inner[-1]):
+        if (typing.get_origin(tp) in (Mapping, dict) and isinstance(inner[-1], type)
+                and dataclasses.is_dataclass(inner[-1])):
             yield key
             yield from accepted_keys(inner[-1], f"{key}.*.")
             continue

@@ -11,17 +11,12 @@ from types import SimpleNamespace
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sender_fixtures import (  # noqa: F401  (fixtures are used by name)
-    FcmEnv,
-    delivery_batch,
-    dev_setup_fixture,
-    fcm_fixture,
-)
 
 from pushstream import metrics
 from pushstream.providers.fcm.payload import build_fcm_message
 from pushstream.providers.outcome import Action, Verdict
 from pushstream.rules.settle import RetryPolicy, settle
+from tests.unit.sender_fixtures import FcmEnv, delivery_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = RetryPolicy(max_attempts=3, base=2.0, cap=60.0)
