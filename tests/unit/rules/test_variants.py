@@ -122,7 +122,7 @@ async def test_routing_stamps_the_variant_on_statuses_and_batches() -> None:
         assert all(expected[item["user_id"]] == b.variant for item in b.items)
         title = "A title" if b.variant == "a" else "B title"
         assert all(item["payload"]["aps"]["alert"]["title"] == title for item in b.items)
-        assert b.batch_id.startswith("o/0/apns/v:")
+        assert (b.batch_id or "").startswith("o/0/apns/v:")
     assert sum(len(b.items) for b in batches) == 40
     inactive = [v for t, _k, v in outbox.records if t == "status"]
     assert len(inactive) == 40 and all(s.variant == expected[s.user_id] for s in inactive)

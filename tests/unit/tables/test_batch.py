@@ -152,4 +152,4 @@ async def test_changelog_records_go_in_producer_batches_and_the_last_batch_cover
     producer.futures[-1].set_result(SimpleNamespace(offset=100))  # that batch's base offset
     await asyncio.sleep(0)
     assert store.persisted == {5: 100 + counts[-1] - 1}
-    assert all(orjson.loads(store.dbs[5][key]) == value for key, value in changes.items())
+    assert all(orjson.loads(cast(bytes, store.dbs[5][key])) == value for key, value in changes.items())
