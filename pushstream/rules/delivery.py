@@ -6,7 +6,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pushstream.providers.outcome import Action, Verdict
+from pushstream.models.outcome import Action, Verdict
 from pushstream.rules.retry import MAX_DELAY_SECONDS, attempt_class, wait_seconds
 
 

@@ -1,10 +1,11 @@
 """Keys and partitioning: the one place that says how pushstream keys and places its records."""
 
-import hashlib
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from aiokafka.partitioner import murmur2
+
+from pushstream.models.identity import token_fingerprint as token_fingerprint
 
 
 def user_key(app_id: str, user_id: str) -> str:
@@ -24,11 +25,6 @@ def partition_for(key: str, partitions: int) -> int:
     together, and this must stay the Java client's murmur2 for table_route to find the owner.
     """
     return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
-
-
-def token_fingerprint(platform: str, token: str) -> str:
-    """A short stable id for a token or Web Push endpoint: safe to show, log and key by."""
-    return hashlib.sha256(f"{platform}:{token}".encode()).hexdigest()[:16]
 
 
 T = TypeVar("T")

@@ -11,10 +11,11 @@ import zoneinfo
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pushstream.models.base import parse_hhmm as parse_hhmm
+from pushstream.models.vocabulary import DEFAULT_IF_PASSED as DEFAULT_IF_PASSED
+from pushstream.models.vocabulary import IF_PASSED as IF_PASSED
 from pushstream.rules.targeting import segment_matches
 
-IF_PASSED = ("tomorrow", "skip")
-DEFAULT_IF_PASSED = "tomorrow"
 UTC_NAME = "UTC"
 PASSED_REASON = "local_time_passed"  # the `suppressed` reason of users skipped by "if_passed": "skip"
 
@@ -40,16 +41,6 @@ def user_zone_name(prefs: Mapping[str, Any] | None, devices: Iterable[Mapping[st
         if zone_of(name) is not None:
             return str(name)
     return UTC_NAME
-
-
-def parse_hhmm(value: str) -> dt.time:
-    """"HH:MM" (00:00 to 23:59) as a time; ValueError otherwise."""
-    if not isinstance(value, str) or len(value) != 5 or value[2] != ":":
-        raise ValueError(f"{value!r} is not HH:MM")
-    hours, minutes = value[:2], value[3:]
-    if not (hours.isdigit() and minutes.isdigit()) or int(hours) > 23 or int(minutes) > 59:
-        raise ValueError(f"{value!r} is not a time of day (00:00 to 23:59)")
-    return dt.time(int(hours), int(minutes))
 
 
 def wall_clock(zone: dt.tzinfo, day: dt.date, at: dt.time) -> dt.datetime:

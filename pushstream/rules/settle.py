@@ -2,7 +2,7 @@
 
 A sender sends a `DeliveryBatch`, gets one verdict per device from the provider's classification table, and
 hands both here. The result says exactly what to write: a status record per device, at most one retry batch,
-dead letters (address redacted by `rules.redact`) and deactivations for dead tokens. Nothing here touches Kafka.
+dead letters (address redacted by `models.redact`) and deactivations for dead tokens. Nothing here touches Kafka.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pushstream.models.internal import DeliveryBatch
-from pushstream.providers.outcome import Verdict
+from pushstream.models.outcome import Verdict
+from pushstream.models.redact import redact
 from pushstream.rules.breaker import HOLD_REASONS, held_batch_id, hold
 from pushstream.rules.delivery import Disposition, dispose
-from pushstream.rules.redact import redact
 from pushstream.rules.registry import address_fingerprint
 from pushstream.rules.retry import RetryPolicy, band_for
 

@@ -15,6 +15,7 @@ import orjson
 
 from pushstream.testing.fakes.credentials import DevSetup, server_ssl_context
 from pushstream.testing.fakes.httpserver import Answer, HTTPServer, IncomingRequest
+from pushstream.testing.fakes.lean import lean_protocols
 
 V = TypeVar("V")
 
@@ -161,7 +162,7 @@ class FakeProvider:
             http1=self.serves_http1,
             advertised_max_streams=self.advertised_max_streams,
             validate_headers=not benchmark,
-            lean=self._answer_now if benchmark else None,
+            lean=lean_protocols(self._answer_now) if benchmark else None,
         )
         self._scripts: dict[str, _Script] = {}
         self._fraction: _FractionRule | None = None
