@@ -23,8 +23,9 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from pushstream.models.outcome import TRANSPORT_KINDS, Action, Verdict
+from pushstream.models.status import Status
 from pushstream.policies import BreakerPolicy
-from pushstream.rules.delivery import Disposition
+from pushstream.rules.delivery import EXPIRED, TOO_LATE, Disposition
 
 if TYPE_CHECKING:
     from pushstream.models.internal import DeliveryBatch
@@ -45,11 +46,11 @@ def held_verdict(reason: str, seconds: float, provider_status: int | None = None
 def hold(verdict: Verdict, *, now: float, expires_at: float | None, now_or_never: bool = False) -> Disposition:
     """A held device waits in the retry path without using up an attempt, unless it cannot wait at all."""
     if now_or_never:
-        return Disposition("failed", "expired")
+        return TOO_LATE
     retry_at = now + (verdict.retry_after or 0.0)
     if expires_at is not None and retry_at > expires_at:
-        return Disposition("suppressed", "expired")
-    return Disposition("retrying", verdict.reason, retry_at=retry_at)
+        return EXPIRED
+    return Disposition(Status.RETRYING, verdict.reason, retry_at=retry_at)
 
 
 def held_batch_id(batch: DeliveryBatch) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pushstream.models.base import parse_hhmm as parse_hhmm
+from pushstream.models.values import Device
 from pushstream.models.vocabulary import DEFAULT_IF_PASSED as DEFAULT_IF_PASSED
 from pushstream.models.vocabulary import IF_PASSED as IF_PASSED
 from pushstream.rules.targeting import segment_matches
@@ -94,17 +95,16 @@ def pending_local_time(notification: Mapping[str, Any]) -> bool:
     return bool(notification.get("send_at_local")) and "local_zone" not in notification
 
 
-def targeted_devices(notification: Mapping[str, Any], devices: Mapping[str, Mapping[str, Any]]
-                     ) -> list[tuple[str, str]]:
+def targeted_devices(notification: Mapping[str, Any], devices: Mapping[str, Device]) -> list[tuple[str, str]]:
     """(device_id, platform) of the user's devices the notification's target reaches (active, matching
     segment): the ones told `suppressed`/`local_time_passed` when the user is skipped."""
     segment = notification["target"].get("segment")
     return [(device_id, str(d.get("platform"))) for device_id, d in devices.items()
-            if d.get("active", True) and (segment is None or segment_matches(dict(d), segment))]
+            if d.get("active", True) and (segment is None or segment_matches(d, segment))]
 
 
 def split_by_zone(notification: Mapping[str, Any],
-                  users: Iterable[tuple[str, Mapping[str, Mapping[str, Any]], Mapping[str, Any] | None]],
+                  users: Iterable[tuple[str, Mapping[str, Device], Mapping[str, Any] | None]],
                   now: dt.datetime, default_zone: str | None
                   ) -> tuple[dict[str, tuple[dt.datetime, list[str]]], list[tuple[str, str, str]]]:
     """One step's users (user_id, devices, preferences) → {zone name: (due, user ids)} and the

@@ -62,7 +62,7 @@ class RecordedRequest:
 
 
 @dataclass(slots=True)
-class Verdict:
+class FakeAnswer:
     """A handler's decision about one request, plus what is worth recording about it."""
 
     answer: Answer
@@ -292,7 +292,7 @@ class FakeProvider:
 
     # -- request path --------------------------------------------------------------------------------
 
-    def handle(self, request: IncomingRequest) -> Verdict:
+    def handle(self, request: IncomingRequest) -> FakeAnswer:
         """Decide the answer to one request (provider-specific)."""
         raise NotImplementedError
 
@@ -339,10 +339,10 @@ def _text_or_none(data: bytes) -> str | None:
 
 
 __all__ = [
+    "FakeAnswer",
     "FakeProvider",
     "Fault",
     "RecordedRequest",
-    "Verdict",
     "VerdictCache",
     "json_answer",
     "parse_json",
