@@ -10,9 +10,10 @@ import email.utils
 import time
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 from pushstream.models.outcome import LOCAL_BAD_ADDRESS as LOCAL_BAD_ADDRESS
 from pushstream.models.outcome import LOCAL_BAD_PAYLOAD as LOCAL_BAD_PAYLOAD
@@ -31,6 +32,29 @@ from pushstream.models.outcome import Verdict as Verdict
 
 if TYPE_CHECKING:
     from pushstream.models.internal import DeliveryBatch
+
+
+# The rows every provider's table shares for answers that never came (transport failures) and requests never
+# sent (the sender's own checks): kind → rule. A provider's table lists only where it differs (`no_answer_rows`).
+NO_ANSWER_RULES: Mapping[str, Rule] = MappingProxyType({
+    TRANSPORT_TIMEOUT: Rule(Action.RETRY),
+    TRANSPORT_CONNECT_FAILED: Rule(Action.RETRY),
+    TRANSPORT_CONNECTION_LOST: Rule(Action.RETRY),
+    TRANSPORT_UNPROCESSED: Rule(Action.RETRY),
+    TRANSPORT_ERROR: Rule(Action.RETRY),
+    LOCAL_PAYLOAD_TOO_LARGE: Rule(Action.FAILED),
+    LOCAL_BAD_ADDRESS: Rule(Action.FAILED),
+    LOCAL_BAD_PAYLOAD: Rule(Action.FAILED),
+    LOCAL_EXPIRED: Rule(Action.FAILED),
+})
+
+K = TypeVar("K", bound=Hashable)
+
+
+def no_answer_rows(key: Callable[[str], K], overrides: Mapping[str, Rule] | None = None) -> dict[K, Rule]:
+    """`NO_ANSWER_RULES` as rows of one provider's table: each kind under that table's ``key(kind)``, with the
+    provider's own ``overrides`` (kind → rule) in place of the shared rule."""
+    return {key(kind): (overrides or {}).get(kind, rule) for kind, rule in NO_ANSWER_RULES.items()}
 
 
 def verdict_from_rule(
