@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
-from pushstream.rules.retry import ATTEMPT_CLASSES
+from pushstream.policies import ATTEMPT_CLASSES, BreakerPolicy, GuardPolicy
 
 DEFAULT_CONFIG_PATH = "pushstream.yaml"
 ENV_CONFIG = "PUSHSTREAM_CONFIG"
@@ -305,9 +305,6 @@ def _finish_app(app: AppSettings, prefix: str, ctx: _Ctx) -> AppSettings:
 
 def _check_protection(settings: Settings, source: str) -> None:
     """Rate limits, breaker and guard values the sender could not use are start-up errors too."""
-    from pushstream.rules.breaker import BreakerPolicy
-    from pushstream.rules.guard import GuardPolicy
-
     for app_id, app in settings.apps.items():
         for platform in ("apns", "fcm", "webpush"):
             rate = getattr(getattr(app, platform), "rate_limit_per_second", None)

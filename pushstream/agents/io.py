@@ -19,9 +19,9 @@ from pushstream import metrics
 from pushstream.models import TokenClaims, UserEvents, encode
 from pushstream.models.base import Invalid
 from pushstream.models.dlq import dead_letter
+from pushstream.models.redact import redact_text
 from pushstream.models.vocabulary import LANES, PLATFORMS
 from pushstream.rules.keys import by_partition, user_key
-from pushstream.rules.redact import redact_text
 from pushstream.runtime import Runtime
 from pushstream.tables import Tables, declare_tables
 

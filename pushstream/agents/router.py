@@ -27,6 +27,7 @@ from pushstream.models.base import iso
 from pushstream.models.dlq import undeliverable
 from pushstream.models.internal import share_payloads
 from pushstream.models.notifications import lane_of
+from pushstream.models.values import DeliveryItem
 from pushstream.providers import build_payload
 from pushstream.providers.apns.payload import MAX_PAYLOAD_BYTES as APNS_MAX
 from pushstream.providers.fcm.payload import MAX_MESSAGE_BYTES as FCM_MAX
@@ -109,7 +110,7 @@ async def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox
     lane = lane_of(channel)
     render = render or PayloadCache(n)
     at = iso(now)
-    batches: dict[tuple[str, str | None], list[dict[str, Any]]] = {}  # (platform, A/B variant) → items
+    batches: dict[tuple[str, str | None], list[DeliveryItem]] = {}  # (platform, A/B variant) → items
     tally: Counter[tuple[str, str, str]] = Counter()
     progress: list[dict[str, Any]] = []  # the statuses written here, for campaign progress
 

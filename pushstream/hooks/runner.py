@@ -22,6 +22,7 @@ import orjson
 
 from pushstream import metrics
 from pushstream.hooks import AppHooks
+from pushstream.models.status import Status
 from pushstream.rules.fanout import Renderer, UserFanOut
 from pushstream.rules.hooks import ERROR, HOOK_ERROR, PreSend, interpret
 from pushstream.rules.registry import public_device
@@ -102,15 +103,15 @@ async def apply_pre_send(app_id: str, hooks: AppHooks, notification: Mapping[str
             if verdict.action == "keep":
                 kept.append(item)
             elif verdict.action == "drop":
-                result.outcomes.append((device_id, platform, "suppressed", verdict.reason))
+                result.outcomes.append((device_id, platform, Status.SUPPRESSED, verdict.reason))
             elif verdict.action == "adjust":
                 payload = adjusted(verdict.changes)(platform, device.get("locale"))
                 if isinstance(payload, str):
-                    result.outcomes.append((device_id, platform, "dead_lettered", payload))
+                    result.outcomes.append((device_id, platform, Status.DEAD_LETTERED, payload))
                 else:
                     kept.append({**item, "payload": payload})
             else:
-                result.outcomes.append((device_id, platform, "dead_lettered", HOOK_ERROR))
+                result.outcomes.append((device_id, platform, Status.DEAD_LETTERED, HOOK_ERROR))
         if kept:
             result.deliveries[platform] = kept
         else:

@@ -107,3 +107,24 @@ class Fields:
         if len(value) > max_items:
             raise Invalid("bad_field", f"{name!r} has more than {max_items} items")
         return value
+
+
+def at_millis(at: str) -> int:
+    """Milliseconds since the epoch of an ISO-8601 time with a zone; `Invalid` (bad_field) otherwise."""
+    try:
+        ts = dt.datetime.fromisoformat(at.replace("Z", "+00:00"))
+    except ValueError:
+        raise Invalid("bad_field", f"'at' {at!r} is not an ISO-8601 time") from None
+    if ts.tzinfo is None:
+        raise Invalid("bad_field", f"'at' {at!r} has no time zone")
+    return int(ts.timestamp() * 1000)
+
+
+def parse_hhmm(value: str) -> dt.time:
+    """"HH:MM" (00:00 to 23:59) as a time; ValueError otherwise."""
+    if not isinstance(value, str) or len(value) != 5 or value[2] != ":":
+        raise ValueError(f"{value!r} is not HH:MM")
+    hours, minutes = value[:2], value[3:]
+    if not (hours.isdigit() and minutes.isdigit()) or int(hours) > 23 or int(minutes) > 59:
+        raise ValueError(f"{value!r} is not a time of day (00:00 to 23:59)")
+    return dt.time(int(hours), int(minutes))

@@ -1,7 +1,7 @@
 """`pushstream.dlq`: every record that could not be processed or delivered, with the reason and its origin.
 
 Every dead letter is built by `dead_letter` (ingest, planner, every guarded agent, router, senders), which
-redacts device addresses from the value and the detail with the one rule, `pushstream.rules.redact`.
+redacts device addresses from the value and the detail with the one rule, `pushstream.models.redact`.
 """
 
 import base64
@@ -11,7 +11,7 @@ import faust
 import orjson
 
 from pushstream.models.base import iso, utcnow
-from pushstream.rules.redact import redact_bytes, redact_text
+from pushstream.models.redact import redact_bytes, redact_text
 
 
 class DeadLetter(faust.Record, include_metadata=False):

@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pushstream.config import Settings
-from pushstream.models.base import Fields, Invalid
+from pushstream.models.base import Fields, Invalid, at_millis
 from pushstream.models.registry import known_app
-from pushstream.rules.engagement import OpenItem
-from pushstream.rules.progress import at_millis
 
 ENGAGEMENT_TYPES = ("opened",)
 _FIELDS = frozenset({"type", "app_id", "notification_id", "user_id", "device_id", "at"})
+
+
+@dataclass(frozen=True)
+class OpenItem:
+    """One `opened` event (the internal `progress` topic carries these as lists, see `as_list`)."""
+
+    app_id: str
+    notification_id: str
+    user_id: str
+    device_id: str
+    at_ms: int
+
+    def as_list(self) -> list[Any]:
+        return [self.app_id, self.notification_id, self.user_id, self.device_id, self.at_ms]
+
+    @classmethod
+    def from_list(cls, raw: list[Any]) -> OpenItem:
+        return cls(*raw)
 
 
 def parse_engagement(data: dict[str, Any], settings: Settings) -> OpenItem:

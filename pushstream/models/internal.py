@@ -4,6 +4,7 @@ Every internal record carries a batch for one partition, so agents pay Faust's p
 and table writes happen on the partition the batch arrived on.
 """
 
+from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
 import faust
@@ -84,7 +85,7 @@ class DeliveryBatch(faust.Record, include_metadata=False):
     payloads: Optional[list] = None
 
 
-def share_payloads(items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Any] | None]:
+def share_payloads(items: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], list[Any] | None]:
     """Items with their payloads moved into one shared list (by identity: the router's render cache hands every
     device of a platform and locale the same object), for a `DeliveryBatch`'s ``items`` and ``payloads``."""
     index: dict[int, int] = {}

@@ -6,10 +6,10 @@ from typing import Any, Optional
 import faust
 
 from pushstream.config import Settings
-from pushstream.models.base import Fields, Invalid
+from pushstream.models.base import Fields, Invalid, parse_hhmm
 from pushstream.models.registry import PLATFORMS, known_app
 from pushstream.models.variants import parse_variants
-from pushstream.rules import localtime
+from pushstream.models.vocabulary import DEFAULT_IF_PASSED, IF_PASSED
 
 CHANNELS = ("transactional", "marketing")
 PRIORITIES = ("high", "normal")
@@ -128,7 +128,7 @@ def parse_local_time(data: dict[str, Any]) -> dict[str, Optional[str]]:
     if data.get("send_at") is not None:
         raise Invalid("bad_field", "give either 'send_at' or 'send_at_local', not both")
     try:
-        localtime.parse_hhmm(at)
+        parse_hhmm(at)
     except ValueError as exc:
         raise Invalid("bad_field", f"'send_at_local' {exc}") from None
     if on is not None:
@@ -138,9 +138,9 @@ def parse_local_time(data: dict[str, Any]) -> dict[str, Optional[str]]:
             dt.date.fromisoformat(on)
         except ValueError:
             raise Invalid("bad_field", f"'send_on' {on!r} is not a date (YYYY-MM-DD)") from None
-    if if_passed is not None and if_passed not in localtime.IF_PASSED:
-        raise Invalid("bad_field", f"'if_passed' must be one of {', '.join(localtime.IF_PASSED)}")
-    return {"send_at_local": at, "send_on": on, "if_passed": if_passed or localtime.DEFAULT_IF_PASSED}
+    if if_passed is not None and if_passed not in IF_PASSED:
+        raise Invalid("bad_field", f"'if_passed' must be one of {', '.join(IF_PASSED)}")
+    return {"send_at_local": at, "send_on": on, "if_passed": if_passed or DEFAULT_IF_PASSED}
 
 
 def parse_notification(data: dict[str, Any], settings: Settings, *, received_at: float) -> NotificationRequest:

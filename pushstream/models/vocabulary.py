@@ -1,4 +1,4 @@
-"""The words every layer shares: platforms and lanes."""
+"""The words every layer shares: platforms, lanes, and what a local-time send does when its time has passed."""
 
 from enum import StrEnum
 
@@ -16,3 +16,7 @@ class Lane(StrEnum):
 
 PLATFORMS: tuple[str, ...] = tuple(p.value for p in Platform)
 LANES: tuple[str, ...] = tuple(lane.value for lane in Lane)
+
+# `send_at_local.if_passed` (contract §1): what happens to a user whose local time already passed today.
+IF_PASSED = ("tomorrow", "skip")
+DEFAULT_IF_PASSED = "tomorrow"

@@ -1,7 +1,7 @@
-"""What a provider answer means for pushstream: the vocabulary every sender and agent shares.
+"""The providers' side of an answer: building verdicts from table rows, Retry-After, counters, the Sender protocol.
 
-A sender turns each device of a `DeliveryBatch` into exactly one `Verdict`; the agents decide from its
-`Action` whether to write a status, deactivate a device, schedule a retry or dead-letter.
+The vocabulary itself (`Action`, `Verdict`, `Rule`, the transport and local kinds) is `pushstream.models.outcome`,
+shared with the rules that settle verdicts; it is re-exported here for the provider packages.
 """
 
 from __future__ import annotations
@@ -10,74 +10,51 @@ import email.utils
 import time
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+
+from pushstream.models.outcome import LOCAL_BAD_ADDRESS as LOCAL_BAD_ADDRESS
+from pushstream.models.outcome import LOCAL_BAD_PAYLOAD as LOCAL_BAD_PAYLOAD
+from pushstream.models.outcome import LOCAL_EXPIRED as LOCAL_EXPIRED
+from pushstream.models.outcome import LOCAL_KINDS as LOCAL_KINDS
+from pushstream.models.outcome import LOCAL_PAYLOAD_TOO_LARGE as LOCAL_PAYLOAD_TOO_LARGE
+from pushstream.models.outcome import TRANSPORT_CONNECT_FAILED as TRANSPORT_CONNECT_FAILED
+from pushstream.models.outcome import TRANSPORT_CONNECTION_LOST as TRANSPORT_CONNECTION_LOST
+from pushstream.models.outcome import TRANSPORT_ERROR as TRANSPORT_ERROR
+from pushstream.models.outcome import TRANSPORT_KINDS as TRANSPORT_KINDS
+from pushstream.models.outcome import TRANSPORT_TIMEOUT as TRANSPORT_TIMEOUT
+from pushstream.models.outcome import TRANSPORT_UNPROCESSED as TRANSPORT_UNPROCESSED
+from pushstream.models.outcome import Action as Action
+from pushstream.models.outcome import Rule as Rule
+from pushstream.models.outcome import Verdict as Verdict
 
 if TYPE_CHECKING:
     from pushstream.models.internal import DeliveryBatch
 
 
-class Action(StrEnum):
-    """What to do next with one device of one notification."""
+# The rows every provider's table shares for answers that never came (transport failures) and requests never
+# sent (the sender's own checks): kind → rule. A provider's table lists only where it differs (`no_answer_rows`).
+NO_ANSWER_RULES: Mapping[str, Rule] = MappingProxyType({
+    TRANSPORT_TIMEOUT: Rule(Action.RETRY),
+    TRANSPORT_CONNECT_FAILED: Rule(Action.RETRY),
+    TRANSPORT_CONNECTION_LOST: Rule(Action.RETRY),
+    TRANSPORT_UNPROCESSED: Rule(Action.RETRY),
+    TRANSPORT_ERROR: Rule(Action.RETRY),
+    LOCAL_PAYLOAD_TOO_LARGE: Rule(Action.FAILED),
+    LOCAL_BAD_ADDRESS: Rule(Action.FAILED),
+    LOCAL_BAD_PAYLOAD: Rule(Action.FAILED),
+    LOCAL_EXPIRED: Rule(Action.FAILED),
+})
 
-    DELIVERED = "delivered"  # the provider accepted it
-    INVALID_TOKEN = "invalid_token"  # the token/subscription is dead: deactivate the device, no retry
-    FAILED = "failed"  # permanent for this message (a sender or payload problem): dead-letter, no retry
-    RETRY = "retry"  # transient: retry later, no earlier than `retry_after` when given
-    REAUTH = "reauth"  # our credentials were stale and are being renewed: retry soon
-    FATAL_CONFIG = "fatal_config"  # our credentials/config are wrong: alert and dead-letter until fixed
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """The outcome of sending one item.
-
-    ``reason`` is the provider's own code when it gave one (``Unregistered``, ``UNREGISTERED``), else a
-    pushstream code (``timeout``, ``payload_too_large``, ``http_599``). ``retry_after`` is in seconds.
-    """
-
-    action: Action
-    reason: str | None = None
-    provider_status: int | None = None
-    retry_after: float | None = None
-    detail: str | None = None
+K = TypeVar("K", bound=Hashable)
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """One row of a provider's classification table.
-
-    ``min_retry_after`` is the delay to use when the provider sent no Retry-After (e.g. FCM's "wait at
-    least a minute" on quota errors); ``reconnect`` tells the client the connection itself is bad.
-    """
-
-    action: Action
-    min_retry_after: float | None = None
-    reconnect: bool = False
-
-
-# Transport failures: no HTTP answer at all. Keys are shared by the three providers' tables.
-TRANSPORT_TIMEOUT = "timeout"  # the deadline passed without an answer (ambiguous: may have been delivered)
-TRANSPORT_CONNECT_FAILED = "connect_failed"  # never reached the provider
-TRANSPORT_CONNECTION_LOST = "connection_lost"  # reset/closed mid-request (ambiguous)
-# Provably not processed: above a GOAWAY's last_stream_id, REFUSED_STREAM, or never written. Safe to resend.
-TRANSPORT_UNPROCESSED = "unprocessed"
-TRANSPORT_ERROR = "transport_error"  # any other client-side I/O error
-TRANSPORT_KINDS = (
-    TRANSPORT_TIMEOUT,
-    TRANSPORT_CONNECT_FAILED,
-    TRANSPORT_CONNECTION_LOST,
-    TRANSPORT_UNPROCESSED,
-    TRANSPORT_ERROR,
-)
-# Checks a sender makes before any network call; nothing was sent.
-LOCAL_PAYLOAD_TOO_LARGE = "payload_too_large"
-LOCAL_BAD_ADDRESS = "bad_address"  # the item has no usable token / subscription
-LOCAL_BAD_PAYLOAD = "bad_payload"  # the item's payload is missing or not a JSON object
-LOCAL_EXPIRED = "expired"  # batch.expires_at passed before the send
-LOCAL_KINDS = (LOCAL_PAYLOAD_TOO_LARGE, LOCAL_BAD_ADDRESS, LOCAL_BAD_PAYLOAD, LOCAL_EXPIRED)
+def no_answer_rows(key: Callable[[str], K], overrides: Mapping[str, Rule] | None = None) -> dict[K, Rule]:
+    """`NO_ANSWER_RULES` as rows of one provider's table: each kind under that table's ``key(kind)``, with the
+    provider's own ``overrides`` (kind → rule) in place of the shared rule."""
+    return {key(kind): (overrides or {}).get(kind, rule) for kind, rule in NO_ANSWER_RULES.items()}
 
 
 def verdict_from_rule(

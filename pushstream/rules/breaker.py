@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from pushstream.providers.outcome import TRANSPORT_KINDS, Action, Verdict
-from pushstream.rules.delivery import Disposition
+from pushstream.models.outcome import TRANSPORT_KINDS, Action, Verdict
+from pushstream.models.status import Status
+from pushstream.policies import BreakerPolicy
+from pushstream.rules.delivery import EXPIRED, TOO_LATE, Disposition
 
 if TYPE_CHECKING:
     from pushstream.models.internal import DeliveryBatch
@@ -45,11 +46,11 @@ def held_verdict(reason: str, seconds: float, provider_status: int | None = None
 def hold(verdict: Verdict, *, now: float, expires_at: float | None, now_or_never: bool = False) -> Disposition:
     """A held device waits in the retry path without using up an attempt, unless it cannot wait at all."""
     if now_or_never:
-        return Disposition("failed", "expired")
+        return TOO_LATE
     retry_at = now + (verdict.retry_after or 0.0)
     if expires_at is not None and retry_at > expires_at:
-        return Disposition("suppressed", "expired")
-    return Disposition("retrying", verdict.reason, retry_at=retry_at)
+        return EXPIRED
+    return Disposition(Status.RETRYING, verdict.reason, retry_at=retry_at)
 
 
 def held_batch_id(batch: DeliveryBatch) -> str:
@@ -65,25 +66,6 @@ class State(StrEnum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerPolicy:
-    failure_rate: float = 0.5
-    min_answers: int = 20
-    window_seconds: float = 10.0
-    consecutive_failures: int = 10
-    open_seconds: float = 2.0
-    max_open_seconds: float = 60.0
-    probe_size: int = 5
-
-    def __post_init__(self) -> None:
-        if not 0 < self.failure_rate <= 1:
-            raise ValueError("failure_rate must be in (0, 1]")
-        if min(self.min_answers, self.consecutive_failures, self.probe_size) < 1:
-            raise ValueError("min_answers, consecutive_failures and probe_size must be at least 1")
-        if self.window_seconds <= 0 or self.open_seconds <= 0 or self.max_open_seconds < self.open_seconds:
-            raise ValueError("window_seconds and open_seconds must be > 0, max_open_seconds >= open_seconds")
 
 
 def is_failure(verdict: Verdict | None) -> bool:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pushstream.rules.routing import SKIP, Verdict
+from pushstream.rules.routing import SKIP, RouteDecision
 
-CANCELLED = Verdict("suppressed", "cancelled")
+CANCELLED = RouteDecision("suppressed", "cancelled")
 
 
 def cancel_key(app_id: str, notification_id: str) -> str:
@@ -31,15 +31,15 @@ def is_cancelled(entry: dict[str, Any] | None) -> bool:
     return entry is not None
 
 
-def overrule(verdict: Verdict) -> Verdict:
-    """The verdict of a device when its notification is cancelled.
+def overrule(decision: RouteDecision) -> RouteDecision:
+    """The decision for a device when its notification is cancelled.
 
     A device that would be sent to or deferred is suppressed as ``cancelled``. A duplicate (the device already
     had its outcome for this notification, e.g. it was delivered) gets nothing: cancelling it changes nothing
     and adds no status. Every other suppression keeps its own reason (the device would not have got it anyway),
     and a device the notification does not target stays untargeted."""
-    if verdict.action in ("deliver", "deferred"):
+    if decision.action in ("deliver", "deferred"):
         return CANCELLED
-    if verdict.action == "suppressed" and verdict.reason == "duplicate":
+    if decision.action == "suppressed" and decision.reason == "duplicate":
         return SKIP
-    return verdict
+    return decision

@@ -6,17 +6,27 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pushstream.providers.outcome import Action, Verdict
+from pushstream.models.outcome import Action, Verdict
+from pushstream.models.status import Status
 from pushstream.rules.retry import MAX_DELAY_SECONDS, attempt_class, wait_seconds
 
 
 @dataclass(frozen=True, slots=True)
 class Disposition:
-    status: str  # a contract status
+    status: Status  # a contract status
     reason: str | None
-    retry_at: float | None = None  # epoch seconds, when status == "retrying"
+    retry_at: float | None = None  # epoch seconds, when status is RETRYING
     dead_letter: bool = False  # also keep the delivery in the DLQ
     deactivate: bool = False  # the device's token is dead
+
+
+# The dispositions that carry nothing of their own, built once instead of once per device.
+DELIVERED = Disposition(Status.DELIVERED, None)
+EXPIRED = Disposition(Status.SUPPRESSED, "expired")  # it would arrive too late: final, not dead-lettered
+TOO_LATE = Disposition(Status.FAILED, "expired")  # now or never, and not now
+# Bound once: an enum member lookup per device costs more than the string it replaces.
+_INVALID_TOKEN, _FAILED, _DEAD_LETTERED, _RETRYING = (Status.INVALID_TOKEN, Status.FAILED, Status.DEAD_LETTERED,
+                                                      Status.RETRYING)
 
 
 def dispose(verdict: Verdict, *, attempt: int, max_attempts: int, now: float, base: float, cap: float,
@@ -36,22 +46,22 @@ def dispose(verdict: Verdict, *, attempt: int, max_attempts: int, now: float, ba
     """
     action = verdict.action
     if action is Action.DELIVERED:
-        return Disposition("delivered", None)
+        return DELIVERED
     if action is Action.INVALID_TOKEN:
-        return Disposition("invalid_token", verdict.reason, deactivate=True)
+        return Disposition(_INVALID_TOKEN, verdict.reason, deactivate=True)
     if action is Action.FAILED:
         if verdict.reason == "expired":
-            return Disposition("suppressed", "expired")
-        return Disposition("failed", verdict.reason, dead_letter=True)
+            return EXPIRED
+        return Disposition(_FAILED, verdict.reason, dead_letter=True)
     if action is Action.FATAL_CONFIG:
-        return Disposition("dead_lettered", verdict.reason or "fatal_config", dead_letter=True)
+        return Disposition(_DEAD_LETTERED, verdict.reason or "fatal_config", dead_letter=True)
     # RETRY and REAUTH: try again later unless out of attempts or out of time.
     if now_or_never:
-        return Disposition("failed", "expired")
+        return TOO_LATE
     limit = attempts_by_class.get(attempt_class(verdict), max_attempts) if attempts_by_class else max_attempts
     if attempt >= limit:
-        return Disposition("dead_lettered", f"retries_exhausted:{verdict.reason}", dead_letter=True)
+        return Disposition(_DEAD_LETTERED, f"retries_exhausted:{verdict.reason}", dead_letter=True)
     retry_at = now + wait_seconds(verdict.retry_after, attempt, base, cap, retry_after_cap, rng)
     if expires_at is not None and retry_at > expires_at:
-        return Disposition("suppressed", "expired")
-    return Disposition("retrying", verdict.reason, retry_at=retry_at)
+        return EXPIRED
+    return Disposition(_RETRYING, verdict.reason, retry_at=retry_at)

@@ -10,25 +10,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pushstream.models.engagement import OpenItem as OpenItem
 from pushstream.rules.progress import new_document
-
-
-@dataclass(frozen=True)
-class OpenItem:
-    """One `opened` event (the internal `progress` topic carries these as lists, see `as_list`)."""
-
-    app_id: str
-    notification_id: str
-    user_id: str
-    device_id: str
-    at_ms: int
-
-    def as_list(self) -> list[Any]:
-        return [self.app_id, self.notification_id, self.user_id, self.device_id, self.at_ms]
-
-    @classmethod
-    def from_list(cls, raw: list[Any]) -> OpenItem:
-        return cls(*raw)
 
 
 @dataclass

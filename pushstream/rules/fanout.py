@@ -7,8 +7,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pushstream.models.status import Status
+from pushstream.models.values import DeliveryItem, Devices, Preferences, UserState
+from pushstream.models.vocabulary import Platform
 from pushstream.rules import cancel, preferences
 from pushstream.rules.routing import decide
+
+# Bound once: an enum member lookup per device costs more than the string compare it replaces.
+_SUPPRESSED, _DEFERRED, _DEAD_LETTERED = Status.SUPPRESSED, Status.DEFERRED, Status.DEAD_LETTERED
+_WEBPUSH = Platform.WEBPUSH
 
 # (platform, locale) → the rendered payload, or a reason it cannot be sent (e.g. payload_too_large).
 Renderer = Callable[[str, "str | None"], "dict[str, Any] | str"]
@@ -16,10 +23,10 @@ Renderer = Callable[[str, "str | None"], "dict[str, Any] | str"]
 
 @dataclass
 class UserFanOut:
-    deliveries: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    deliveries: dict[str, list[DeliveryItem]] = field(default_factory=dict)
     # (device_id, platform, status, reason)
-    outcomes: list[tuple[str, str, str, str | None]] = field(default_factory=list)
-    state: dict[str, Any] | None = None  # the user's new delivery memory, None when unchanged
+    outcomes: list[tuple[str, str, Status, str | None]] = field(default_factory=list)
+    state: UserState | None = None  # the user's new delivery memory, None when unchanged
     # Devices deferred by quiet hours, and when to try them again.
     deferred: list[str] = field(default_factory=list)
     deferred_until: dt.datetime | None = None
@@ -29,9 +36,9 @@ def fan_out_user(
     notification: dict[str, Any],
     app_id: str,
     user_id: str,
-    devices: dict[str, dict[str, Any]],
-    prefs: dict[str, Any] | None,
-    state: dict[str, Any] | None,
+    devices: Devices,
+    prefs: Preferences | None,
+    state: UserState | None,
     now: dt.datetime,
     configured: Callable[[str], bool],
     render: Renderer,
@@ -60,35 +67,35 @@ def fan_out_user(
     duplicate = False
     for device_id, device in devices.items():
         platform = device["platform"]
-        verdict = decide(device, app_id, notification, prefs, decide_state, now, default_zone)
+        decision = decide(device, app_id, notification, prefs, decide_state, now, default_zone)
         if cancelled:
-            verdict = cancel.overrule(verdict)
-        if verdict.action == "skip":
+            decision = cancel.overrule(decision)
+        if decision.action == "skip":
             continue
-        if verdict.action == "suppressed":
-            duplicate = duplicate or verdict.reason == "duplicate"
-            result.outcomes.append((device_id, platform, "suppressed", verdict.reason))
+        if decision.action == "suppressed":
+            duplicate = duplicate or decision.reason == "duplicate"
+            result.outcomes.append((device_id, platform, _SUPPRESSED, decision.reason))
             continue
-        if verdict.action == "deferred":
-            result.outcomes.append((device_id, platform, "deferred", verdict.reason))
+        if decision.action == "deferred":
+            result.outcomes.append((device_id, platform, _DEFERRED, decision.reason))
             result.deferred.append(device_id)
-            result.deferred_until = max(filter(None, (result.deferred_until, verdict.until)))
+            result.deferred_until = max(filter(None, (result.deferred_until, decision.until)))
             continue
         if not configured(platform):
-            result.outcomes.append((device_id, platform, "dead_lettered", "platform_not_configured"))
+            result.outcomes.append((device_id, platform, _DEAD_LETTERED, "platform_not_configured"))
             continue
         payload = render(platform, device.get("locale"))
         if isinstance(payload, str):
-            result.outcomes.append((device_id, platform, "dead_lettered", payload))
+            result.outcomes.append((device_id, platform, _DEAD_LETTERED, payload))
             continue
-        item: dict[str, Any] = {"user_id": user_id, "device_id": device_id, "payload": payload}
-        if platform == "webpush":
+        item: DeliveryItem = {"user_id": user_id, "device_id": device_id, "payload": payload}
+        if platform == _WEBPUSH:
             item["subscription"] = device["subscription"]
         else:
             item["token"] = device["token"]
         result.deliveries.setdefault(platform, []).append(item)
         delivered_zone = delivered_zone or preferences.user_zone(prefs, device.get("timezone"), default_zone)
-    final = any(status != "deferred" for _, _, status, _ in result.outcomes)
+    final = any(status != _DEFERRED for _, _, status, _ in result.outcomes)
     if not duplicate and (final or result.deliveries):
         day = preferences.day_bucket(delivered_zone, now) if delivered_zone else None
         channel = notification["channel"] if result.deliveries else None

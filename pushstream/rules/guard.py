@@ -21,22 +21,8 @@ starts with a fresh guard, which trips again on the first window if nothing was 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True, slots=True)
-class GuardPolicy:
-    share: float = 0.5
-    min_answers: int = 20
-    window_seconds: float = 60.0
-    confirm_seconds: float = 5.0
-    confirm_min_invalid: int = 5
-
-    def __post_init__(self) -> None:
-        if not 0 < self.share <= 1 or self.min_answers < 1 or self.window_seconds <= 0 or self.confirm_seconds < 0:
-            raise ValueError("share must be in (0, 1], min_answers >= 1, window_seconds > 0, confirm_seconds >= 0")
-        if self.confirm_min_invalid < 1:
-            raise ValueError("confirm_min_invalid must be at least 1")
+from pushstream.policies import GuardPolicy
 
 
 class InvalidationGuard:

@@ -1,9 +1,10 @@
 """Keys and partitioning: the one place that says how pushstream keys and places its records."""
 
-import hashlib
 import struct
 from collections.abc import Callable, Iterable
 from typing import TypeVar
+
+from pushstream.models.identity import token_fingerprint as token_fingerprint
 
 _MASK = 0xFFFFFFFF
 _M = 0x5BD1E995  # MurmurHash2's mixing constant
@@ -57,11 +58,6 @@ def partition_for(key: str, partitions: int) -> int:
     together, and this must stay the Java client's murmur2 for table_route to find the owner.
     """
     return (murmur2(key.encode("utf-8")) & 0x7FFFFFFF) % partitions
-
-
-def token_fingerprint(platform: str, token: str) -> str:
-    """A short stable id for a token or Web Push endpoint: safe to show, log and key by."""
-    return hashlib.sha256(f"{platform}:{token}".encode()).hexdigest()[:16]
 
 
 T = TypeVar("T")

@@ -11,10 +11,12 @@ import zoneinfo
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pushstream.models.base import parse_hhmm as parse_hhmm
+from pushstream.models.values import Device
+from pushstream.models.vocabulary import DEFAULT_IF_PASSED as DEFAULT_IF_PASSED
+from pushstream.models.vocabulary import IF_PASSED as IF_PASSED
 from pushstream.rules.targeting import segment_matches
 
-IF_PASSED = ("tomorrow", "skip")
-DEFAULT_IF_PASSED = "tomorrow"
 UTC_NAME = "UTC"
 PASSED_REASON = "local_time_passed"  # the `suppressed` reason of users skipped by "if_passed": "skip"
 
@@ -40,16 +42,6 @@ def user_zone_name(prefs: Mapping[str, Any] | None, devices: Iterable[Mapping[st
         if zone_of(name) is not None:
             return str(name)
     return UTC_NAME
-
-
-def parse_hhmm(value: str) -> dt.time:
-    """"HH:MM" (00:00 to 23:59) as a time; ValueError otherwise."""
-    if not isinstance(value, str) or len(value) != 5 or value[2] != ":":
-        raise ValueError(f"{value!r} is not HH:MM")
-    hours, minutes = value[:2], value[3:]
-    if not (hours.isdigit() and minutes.isdigit()) or int(hours) > 23 or int(minutes) > 59:
-        raise ValueError(f"{value!r} is not a time of day (00:00 to 23:59)")
-    return dt.time(int(hours), int(minutes))
 
 
 def wall_clock(zone: dt.tzinfo, day: dt.date, at: dt.time) -> dt.datetime:
@@ -103,17 +95,16 @@ def pending_local_time(notification: Mapping[str, Any]) -> bool:
     return bool(notification.get("send_at_local")) and "local_zone" not in notification
 
 
-def targeted_devices(notification: Mapping[str, Any], devices: Mapping[str, Mapping[str, Any]]
-                     ) -> list[tuple[str, str]]:
+def targeted_devices(notification: Mapping[str, Any], devices: Mapping[str, Device]) -> list[tuple[str, str]]:
     """(device_id, platform) of the user's devices the notification's target reaches (active, matching
     segment): the ones told `suppressed`/`local_time_passed` when the user is skipped."""
     segment = notification["target"].get("segment")
     return [(device_id, str(d.get("platform"))) for device_id, d in devices.items()
-            if d.get("active", True) and (segment is None or segment_matches(dict(d), segment))]
+            if d.get("active", True) and (segment is None or segment_matches(d, segment))]
 
 
 def split_by_zone(notification: Mapping[str, Any],
-                  users: Iterable[tuple[str, Mapping[str, Mapping[str, Any]], Mapping[str, Any] | None]],
+                  users: Iterable[tuple[str, Mapping[str, Device], Mapping[str, Any] | None]],
                   now: dt.datetime, default_zone: str | None
                   ) -> tuple[dict[str, tuple[dt.datetime, list[str]]], list[tuple[str, str, str]]]:
     """One step's users (user_id, devices, preferences) → {zone name: (due, user ids)} and the

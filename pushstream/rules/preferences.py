@@ -2,14 +2,15 @@
 
 import datetime as dt
 import zoneinfo
-from typing import Any
+
+from pushstream.models.values import Preferences, UserState
 
 SENT_MEMORY_SECONDS = 7 * 24 * 3600  # how long a notification id is remembered per user for dedup
 SENT_MEMORY_MAX = 1000
 COUNT_DAYS_KEPT = 2
 
 
-def opted_in(prefs: dict[str, Any] | None, channel: str, category: str | None) -> bool:
+def opted_in(prefs: Preferences | None, channel: str, category: str | None) -> bool:
     """Users are opted in unless they said otherwise; transactional messages honour category opt-outs only."""
     if not prefs:
         return True
@@ -18,7 +19,7 @@ def opted_in(prefs: dict[str, Any] | None, channel: str, category: str | None) -
     return not (category is not None and prefs.get("categories", {}).get(category) is False)
 
 
-def user_zone(prefs: dict[str, Any] | None, device_tz: str | None, default: dt.tzinfo = dt.UTC) -> dt.tzinfo:
+def user_zone(prefs: Preferences | None, device_tz: str | None, default: dt.tzinfo = dt.UTC) -> dt.tzinfo:
     """The zone of the user's quiet hours and daily caps: the preferences' zone, else the device's, else the app's
     ``default_timezone`` (``default``, UTC when the app names none). A name that is no zone is passed over."""
     for name in ((prefs or {}).get("timezone"), device_tz):
@@ -35,7 +36,7 @@ def _hhmm(value: str) -> dt.time:
     return dt.time(int(hours), int(minutes))
 
 
-def quiet_hours_end(prefs: dict[str, Any] | None, zone: dt.tzinfo, now: dt.datetime) -> dt.datetime | None:
+def quiet_hours_end(prefs: Preferences | None, zone: dt.tzinfo, now: dt.datetime) -> dt.datetime | None:
     """When the user's quiet hours end, if ``now`` lies inside them; else None. Windows may wrap midnight."""
     quiet = (prefs or {}).get("quiet_hours")
     if not quiet:
@@ -62,7 +63,7 @@ def day_bucket(zone: dt.tzinfo, now: dt.datetime) -> str:
     return now.astimezone(zone).date().isoformat()
 
 
-def cap_exceeded(prefs: dict[str, Any] | None, state: dict[str, Any] | None, channel: str, day: str) -> bool:
+def cap_exceeded(prefs: Preferences | None, state: UserState | None, channel: str, day: str) -> bool:
     limit = (prefs or {}).get("max_per_day", {}).get(channel)
     if limit is None:
         return False
@@ -70,19 +71,19 @@ def cap_exceeded(prefs: dict[str, Any] | None, state: dict[str, Any] | None, cha
     return bool(count >= limit)
 
 
-def already_sent(state: dict[str, Any] | None, notification_id: str) -> bool:
+def already_sent(state: UserState | None, notification_id: str) -> bool:
     return notification_id in (state or {}).get("sent", {})
 
 
-def sent_origin(state: dict[str, Any] | None, notification_id: str) -> str | None:
+def sent_origin(state: UserState | None, notification_id: str) -> str | None:
     """Which request record (topic:partition:offset) first reached this user with the notification id."""
     return (state or {}).get("origins", {}).get(notification_id)
 
 
 def record_sent(
-    state: dict[str, Any] | None, notification_id: str, channel: str | None, day: str | None, now: float,
+    state: UserState | None, notification_id: str, channel: str | None, day: str | None, now: float,
     origin: str | None = None,
-) -> dict[str, Any]:
+) -> UserState:
     """Remember that a notification reached this user (for dedup) and count it against the day's cap.
 
     ``channel`` is None when nothing was delivered (every device suppressed): the id is still remembered so a
@@ -105,8 +106,8 @@ def record_sent(
 
 
 def merge_memory(
-    current: dict[str, Any] | None, base: dict[str, Any] | None, new: dict[str, Any] | None
-) -> dict[str, Any] | None:
+    current: UserState | None, base: UserState | None, new: UserState | None
+) -> UserState | None:
     """Three-way merge of a user's memory: ``new`` was computed from ``base``, and the table now holds
     ``current`` (another router lane may have written the user while this one awaited its outbox).
 

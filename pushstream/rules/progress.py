@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pushstream.models.base import Invalid, iso
+from pushstream.models.base import Invalid, at_millis, iso
 from pushstream.models.status import FINAL_STATUSES, Status
 
 # One letter per status in the per-device entries: they are stored once per device of every campaign.
@@ -139,16 +139,6 @@ def progress_items_by_partition(statuses: Iterable[dict[str, Any]], partitions: 
             item.append(variant)
         target.append(item)
     return grouped
-
-
-def at_millis(at: str) -> int:
-    try:
-        ts = dt.datetime.fromisoformat(at.replace("Z", "+00:00"))
-    except ValueError:
-        raise Invalid("bad_field", f"'at' {at!r} is not an ISO-8601 time") from None
-    if ts.tzinfo is None:
-        raise Invalid("bad_field", f"'at' {at!r} has no time zone")
-    return int(ts.timestamp() * 1000)
 
 
 def entry_of(item: StatusItem) -> Entry:

@@ -1,17 +1,18 @@
 """Device registry and preference state transitions for one user."""
 
 import copy
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
+from pushstream.models.values import Device, Devices, Preferences
+from pushstream.models.vocabulary import Platform
 from pushstream.rules.keys import token_fingerprint
 
-Device = dict[str, Any]
-Devices = dict[str, Device]
+_WEBPUSH = Platform.WEBPUSH  # bound once: `address_of` runs per delivered device
 
-
-def address_of(platform: str, entry: dict[str, Any]) -> str:
+def address_of(platform: str, entry: Mapping[str, Any]) -> str:
     """What a provider delivers to: the token, or the Web Push endpoint, of a device, event or delivery item."""
-    if platform == "webpush":
+    if platform == _WEBPUSH:
         return str(entry["subscription"]["endpoint"])
     return str(entry["token"])
 
@@ -20,12 +21,12 @@ def device_address(device: Device) -> str:
     return address_of(device["platform"], device)
 
 
-def address_fingerprint(platform: str, entry: dict[str, Any]) -> str:
+def address_fingerprint(platform: str, entry: Mapping[str, Any]) -> str:
     """The fingerprint of the token or endpoint: how tables, statuses and views name an address."""
     return token_fingerprint(platform, address_of(platform, entry))
 
 
-def register(devices: Devices, event: dict[str, Any], at: str) -> tuple[Devices, str | None]:
+def register(devices: Devices, event: Mapping[str, Any], at: str) -> tuple[Devices, str | None]:
     """Register or update a device; returns the new map and the token fingerprint the user now claims.
 
     The same token on another device of this user moves to the new device (one device per token).
@@ -33,7 +34,7 @@ def register(devices: Devices, event: dict[str, Any], at: str) -> tuple[Devices,
     """
     fingerprint = address_fingerprint(event["platform"], event)
     updated = {k: v for k, v in devices.items() if k == event["device_id"] or v.get("fingerprint") != fingerprint}
-    previous = devices.get(event["device_id"], {})
+    previous: Mapping[str, Any] = devices.get(event["device_id"]) or {}
     updated[event["device_id"]] = {
         "device_id": event["device_id"],
         "platform": event["platform"],
@@ -69,7 +70,7 @@ def deactivate(devices: Devices, device_id: str, fingerprint: str, reason: str, 
                                    "updated_at": at}}
 
 
-_PREFERENCE_DEFAULTS: dict[str, Any] = {
+_PREFERENCE_DEFAULTS: Preferences = {
     "channels": {},
     "categories": {},
     "quiet_hours": None,
@@ -78,18 +79,18 @@ _PREFERENCE_DEFAULTS: dict[str, Any] = {
 }
 
 
-def merge_preferences(current: dict[str, Any] | None, event: dict[str, Any], at: str) -> dict[str, Any]:
+def merge_preferences(current: Preferences | None, event: Mapping[str, Any], at: str) -> Preferences:
     """A preference event replaces the fields it names and leaves the others; null clears a field."""
-    merged = copy.deepcopy(_PREFERENCE_DEFAULTS) if current is None else dict(current)
+    merged: dict[str, Any] = copy.deepcopy(dict(_PREFERENCE_DEFAULTS)) if current is None else dict(current)
     for name in event["fields"]:
         value = event.get(name)
         # A copy of the default: the module-level dicts must never be shared with (and mutated via) a user.
-        merged[name] = copy.deepcopy(_PREFERENCE_DEFAULTS[name]) if value is None else value
+        merged[name] = copy.deepcopy(_PREFERENCE_DEFAULTS[name]) if value is None else value  # type: ignore[literal-required]
     merged["updated_at"] = at
-    return merged
+    return cast(Preferences, merged)
 
 
-def public_device(device: Device) -> dict[str, Any]:
+def public_device(device: Mapping[str, Any]) -> dict[str, Any]:
     """The device as the HTTP API shows it: the token only as a fingerprint."""
     hidden = {"token", "subscription"}
     view = {k: v for k, v in device.items() if k not in hidden}

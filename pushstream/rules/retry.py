@@ -12,42 +12,16 @@ from __future__ import annotations
 
 import random
 from bisect import bisect_left
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 
-from pushstream.providers.outcome import TRANSPORT_KINDS, Action, Verdict
+from pushstream.models.outcome import TRANSPORT_KINDS, Action, Verdict
+from pushstream.policies import REAUTH, THROTTLED, TRANSPORT, UNAVAILABLE, RetryPolicy
 
 # Upper bounds of the delay bands, in seconds. The first band keeps the retry topic's original name.
 RETRY_BANDS: tuple[int, ...] = (1, 10, 60, 600, 3600)
 MAX_DELAY_SECONDS = float(RETRY_BANDS[-1])
 
-# Attempt classes: why a delivery is retried decides how many tries it gets.
-THROTTLED = "throttled"  # 429, FCM QUOTA_EXCEEDED / RESOURCE_EXHAUSTED, APNs TooManyRequests
-UNAVAILABLE = "unavailable"  # the provider answered with a transient error (5xx, Unavailable, INTERNAL)
-TRANSPORT = "transport"  # no answer at all (timeout, connection lost or refused)
-REAUTH = "reauth"  # our credentials were stale and are being renewed
-ATTEMPT_CLASSES: tuple[str, ...] = (THROTTLED, UNAVAILABLE, TRANSPORT, REAUTH)
 _THROTTLE_REASONS = frozenset({"QUOTA_EXCEEDED", "RESOURCE_EXHAUSTED", "TooManyRequests",
                                "TooManyProviderTokenUpdates"})
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """``max_attempts`` for every class not in ``attempts_by_class``; delays are seconds."""
-
-    max_attempts: int
-    base: float
-    cap: float
-    retry_after_cap: float = 300.0
-    attempts_by_class: Mapping[str, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        unknown = sorted(set(self.attempts_by_class) - set(ATTEMPT_CLASSES))
-        if unknown:
-            raise ValueError(f"unknown retry class {unknown[0]!r} (known: {', '.join(ATTEMPT_CLASSES)})")
-
-    def attempts(self, attempt_class: str) -> int:
-        return self.attempts_by_class.get(attempt_class, self.max_attempts)
 
 
 def attempt_class(verdict: Verdict) -> str:

@@ -6,40 +6,44 @@ with duplicates (a notification id already handled for this user) stopped before
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
+from pushstream.models.values import Device, Preferences, UserState
 from pushstream.rules import preferences
 from pushstream.rules.targeting import is_test_device, segment_matches
 
+# What the router does with one device: send to it, report it suppressed or deferred, or leave it untargeted.
+RouteAction = Literal["deliver", "suppressed", "deferred", "skip"]
+
 
 @dataclass(frozen=True, slots=True)
-class Verdict:
+class RouteDecision:
     """``deliver``, ``suppressed`` (reason names the rule), ``deferred`` (until) or ``skip`` (not targeted)."""
 
-    action: str
+    action: RouteAction
     reason: str | None = None
     until: dt.datetime | None = None
 
 
-DELIVER = Verdict("deliver")
-SKIP = Verdict("skip")
+DELIVER = RouteDecision("deliver")
+SKIP = RouteDecision("skip")
 
 
 def decide(
-    device: dict[str, Any],
+    device: Device,
     app_id: str,
     notification: dict[str, Any],
-    prefs: dict[str, Any] | None,
-    state: dict[str, Any] | None,
+    prefs: Preferences | None,
+    state: UserState | None,
     now: dt.datetime,
     default_zone: dt.tzinfo = dt.UTC,
-) -> Verdict:
+) -> RouteDecision:
     """What happens to one notification on one device of one user."""
     if preferences.already_sent(state, notification["id"]):
-        return Verdict("suppressed", "duplicate")
+        return RouteDecision("suppressed", "duplicate")
     if not device.get("active", True):
         # Inactive devices are reported only when the user was addressed directly; a broadcast skips them.
-        return Verdict("suppressed", "inactive") if "user_ids" in notification["target"] else SKIP
+        return RouteDecision("suppressed", "inactive") if "user_ids" in notification["target"] else SKIP
     if notification["app_id"] != app_id:
         return SKIP
     segment = notification["target"].get("segment")
@@ -49,16 +53,16 @@ def decide(
         return SKIP
     channel = notification["channel"]
     if not preferences.opted_in(prefs, channel, notification.get("category")):
-        return Verdict("suppressed", "opt_out")
+        return RouteDecision("suppressed", "opt_out")
     zone = preferences.user_zone(prefs, device.get("timezone"), default_zone)
     if preferences.cap_exceeded(prefs, state, channel, preferences.day_bucket(zone, now)):
-        return Verdict("suppressed", "frequency_cap")
+        return RouteDecision("suppressed", "frequency_cap")
     if channel != "transactional":
         until = preferences.quiet_hours_end(prefs, zone, now)
         if until is not None:
-            return Verdict("deferred", "quiet_hours", until)
+            return RouteDecision("deferred", "quiet_hours", until)
     ttl = notification.get("ttl")
     # ttl 0 is "now or never": the first attempt is always made (with a zero lifetime at the provider).
     if ttl and now.timestamp() > notification["received_at"] + ttl:
-        return Verdict("suppressed", "expired")
+        return RouteDecision("suppressed", "expired")
     return DELIVER

@@ -2,7 +2,7 @@
 
 A sender sends a `DeliveryBatch`, gets one verdict per device from the provider's classification table, and
 hands both here. The result says exactly what to write: a status record per device, at most one retry batch,
-dead letters (address redacted by `rules.redact`) and deactivations for dead tokens. Nothing here touches Kafka.
+dead letters (address redacted by `models.redact`) and deactivations for dead tokens. Nothing here touches Kafka.
 """
 
 from __future__ import annotations
@@ -14,16 +14,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pushstream.models.internal import DeliveryBatch
-from pushstream.providers.outcome import Verdict
+from pushstream.models.outcome import Verdict
+from pushstream.models.redact import redact
+from pushstream.models.status import Status
+from pushstream.models.values import DeliveryItem
 from pushstream.rules.breaker import HOLD_REASONS, held_batch_id, hold
 from pushstream.rules.delivery import Disposition, dispose
-from pushstream.rules.redact import redact
 from pushstream.rules.registry import address_fingerprint
 from pushstream.rules.retry import RetryPolicy, band_for
 
 __all__ = ["NOT_CONFIGURED", "RetryPolicy", "Settlement", "retry_batch_id", "settle"]
 
-NOT_CONFIGURED = Disposition("dead_lettered", "platform_not_configured", dead_letter=True)
+NOT_CONFIGURED = Disposition(Status.DEAD_LETTERED, "platform_not_configured", dead_letter=True)
 
 
 @dataclass
@@ -53,9 +55,9 @@ def settle(batch: DeliveryBatch, verdicts: Sequence[Verdict | None], *, now: flo
     if len(verdicts) != len(batch.items):
         raise ValueError(f"{len(verdicts)} verdicts for {len(batch.items)} items")
     out = Settlement()
-    retry_items: list[dict[str, Any]] = []
+    retry_items: list[DeliveryItem] = []
     retry_at = 0.0
-    held_items: list[dict[str, Any]] = []
+    held_items: list[DeliveryItem] = []
     held_at = 0.0
     platform, variant = batch.platform, batch.variant
     for item, verdict in zip(batch.items, verdicts, strict=True):

@@ -3,6 +3,7 @@
 import re
 from typing import Any
 
+from pushstream.models.values import Device
 from pushstream.rules.localization import locale_candidates
 
 _NUMBERS = re.compile(r"\d+")
@@ -18,7 +19,7 @@ def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def segment_matches(device: dict[str, Any], segment: dict[str, Any]) -> bool:
+def segment_matches(device: Device, segment: dict[str, Any]) -> bool:
     platforms = segment.get("platforms")
     if platforms is not None and device["platform"] not in platforms:
         return False
@@ -38,5 +39,5 @@ def segment_matches(device: dict[str, Any], segment: dict[str, Any]) -> bool:
     return True
 
 
-def is_test_device(device: dict[str, Any]) -> bool:
+def is_test_device(device: Device) -> bool:
     return TEST_TAG in (device.get("tags") or ())

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from pushstream.rules.redact import redact_bytes
+from pushstream.models.redact import redact_bytes
 from tests.integration.harness import OTHER_KEY, Deployment, Kafka, Worker, make_deployment, wait_for
 from tests.integration.test_fanout import configured_apps
 

@@ -1,5 +1,5 @@
 """Every path that writes a DLQ record: reason, source topic, partition and offset, and never a raw token or
-Web Push subscription keys (issue 9 §6). One redaction rule, `pushstream.rules.redact`, behind all of them."""
+Web Push subscription keys (issue 9 §6). One redaction rule, `pushstream.models.redact`, behind all of them."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ from pushstream.agents.router import route_event
 from pushstream.agents.senders import SenderService
 from pushstream.models import DeliveryBatch, UserEvents, encode
 from pushstream.models.dlq import DeadLetter, dead_letter
+from pushstream.models.redact import redact, redact_bytes, redact_text
 from pushstream.models.registry import parse_device_event
 from pushstream.providers.outcome import Action, Verdict
 from pushstream.rules.keys import token_fingerprint
-from pushstream.rules.redact import redact, redact_bytes, redact_text
 from pushstream.rules.settle import RetryPolicy, settle
 from pushstream.topology import load_layout
 from tests.unit.factories import APNS_TOKEN, AUTH, FCM_TOKEN, P256DH, WEBPUSH_ENDPOINT, device, settings, subscription

@@ -10,18 +10,12 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from pushstream.providers.outcome import (
-    LOCAL_BAD_ADDRESS,
-    LOCAL_BAD_PAYLOAD,
-    LOCAL_EXPIRED,
-    LOCAL_PAYLOAD_TOO_LARGE,
-    TRANSPORT_CONNECT_FAILED,
-    TRANSPORT_CONNECTION_LOST,
     TRANSPORT_ERROR,
     TRANSPORT_TIMEOUT,
-    TRANSPORT_UNPROCESSED,
     Action,
     Rule,
     Verdict,
+    no_answer_rows,
     parse_retry_after,
     rule_by_http_class,
     verdict_from_rule,
@@ -76,16 +70,10 @@ APNS_ANSWERS: Mapping[tuple[int, str], Rule] = MappingProxyType(
         (500, "InternalServerError"): _RETRY,
         (503, "ServiceUnavailable"): _RETRY,
         (503, "Shutdown"): _RECONNECT,  # the server is going away: new connection
-        # No answer at all.
-        (0, TRANSPORT_TIMEOUT): _RECONNECT,
-        (0, TRANSPORT_CONNECT_FAILED): _RETRY,
-        (0, TRANSPORT_CONNECTION_LOST): _RETRY,
-        (0, TRANSPORT_UNPROCESSED): _RETRY,
-        (0, TRANSPORT_ERROR): _RECONNECT,
-        (0, LOCAL_PAYLOAD_TOO_LARGE): _FAILED,  # over 4096 bytes: APNs would answer 413
-        (0, LOCAL_BAD_ADDRESS): _FAILED,
-        (0, LOCAL_BAD_PAYLOAD): _FAILED,
-        (0, LOCAL_EXPIRED): _FAILED,
+        # No answer at all: the shared rows, except that a timeout or an unknown transport error also
+        # retires the connection (a connection that stopped answering holds every later stream).
+        # LOCAL_PAYLOAD_TOO_LARGE is over 4096 bytes, which APNs would answer with 413.
+        **no_answer_rows(lambda kind: (0, kind), {TRANSPORT_TIMEOUT: _RECONNECT, TRANSPORT_ERROR: _RECONNECT}),
     }
 )
 

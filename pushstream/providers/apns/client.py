@@ -23,6 +23,7 @@ import ssl
 import time
 import uuid
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,10 +36,9 @@ from pushstream.config import ApnsSettings
 from pushstream.models.internal import DeliveryBatch
 from pushstream.providers.apns.classify import apns_rule, classify_apns_answer, classify_apns_no_answer
 from pushstream.providers.apns.payload import MAX_PAYLOAD_BYTES, apns_priority, push_type
-from pushstream.providers.batching import SendDeadlines, SendSlots, send_each
+from pushstream.providers.base import PooledH2Sender, h2_ssl_context
 from pushstream.providers.h2transport import (
     ConnectFailed,
-    H2Pool,
     H2TransportError,
     Header,
     StreamLost,
@@ -54,11 +54,9 @@ from pushstream.providers.outcome import (
     TRANSPORT_ERROR,
     TRANSPORT_UNPROCESSED,
     Action,
-    SendCounters,
     Verdict,
     remaining_ttl,
 )
-from pushstream.rules.keys import token_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -211,17 +209,12 @@ def endpoint_for(settings: ApnsSettings) -> tuple[str, int]:
 
 def ssl_context_for(settings: ApnsSettings) -> ssl.SSLContext:
     """TLS 1.2+, ALPN h2, trusting ``settings.ca_file`` in addition to the system store when given."""
-    context = ssl.create_default_context()
-    if settings.ca_file:
-        context.load_verify_locations(cafile=str(settings.ca_file))
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.set_alpn_protocols(["h2"])
-    return context
+    return h2_ssl_context(settings.ca_file)
 
 
 
-class ApnsSender:
-    """Sends DeliveryBatches to APNs; one verdict per item (see outcome.Sender).
+class ApnsSender(PooledH2Sender[ApnsRequest]):
+    """Sends DeliveryBatches to APNs; one verdict per item (see outcome.Sender and providers.base).
 
     ``deadline`` bounds each item's send including in-batch resends (default: settings.timeout_seconds);
     ``max_in_flight`` bounds concurrent sends (default: 250 per connection); sends waiting for a stream
@@ -229,21 +222,17 @@ class ApnsSender:
     """
 
     platform = "apns"
+    provider = "APNs"
+    address = "token"
+    _send_key = attrgetter("apns_id")  # the same device in one batch: one send (same apns-id)
 
     def __init__(
         self, settings: ApnsSettings, *, deadline: float | None = None, max_in_flight: int | None = None,
         max_resends: int = 2,
     ) -> None:
-        self.settings = settings
-        self.deadline = deadline if deadline is not None else settings.timeout_seconds
+        super().__init__(settings, deadline=deadline, max_in_flight=max_in_flight or 250 * settings.max_connections)
         self.max_resends = max_resends
-        self.counters = SendCounters()
         self.host, self.port = endpoint_for(settings)
-        self._max_in_flight = max_in_flight or 250 * settings.max_connections
-        self._in_flight: SendSlots | None = None
-        self._deadlines = SendDeadlines(self.deadline)
-        self._pool: H2Pool | None = None
-        self._ssl: ssl.SSLContext | None = None
         self._token: ProviderToken | None = None
         host = self.host.encode("idna")
         # Constant for every request of this sender: HPACK-indexed after the first one on a connection.
@@ -258,45 +247,20 @@ class ApnsSender:
     def token(self) -> ProviderToken:
         """The shared provider JWT (after start)."""
         if self._token is None:
-            raise RuntimeError("ApnsSender.start() was not called")
+            raise self.not_started()
         return self._token
 
-    @property
-    def pool(self) -> H2Pool:
-        """The current connection pool (after start)."""
-        if self._pool is None:
-            raise RuntimeError("ApnsSender.start() was not called")
-        return self._pool
-
-    def in_flight(self) -> int:
-        """Requests holding a send slot now (for the metrics exporter)."""
-        return self._in_flight.in_use if self._in_flight is not None else 0
-
-    async def start(self) -> None:
-        """Load the signing key and build the (lazily connecting) pool; run inside the event loop."""
+    async def _open(self) -> None:
+        """Load the signing key and build the (lazily connecting) pool."""
         key = load_signing_key(self.settings.key_file)
         self._token = shared_provider_token(key, self.settings.key_id, self.settings.team_id)
         self._ssl = ssl_context_for(self.settings)
-        self._in_flight = SendSlots(self._max_in_flight)
         self._pool = self._new_pool()
         log.info("APNs sender ready: %s:%s topic=%s key_id=%s key=%s", self.host, self.port, self.settings.topic,
                  self.settings.key_id, key_fingerprint(key))
 
-    def _new_pool(self) -> H2Pool:
-        return H2Pool(self.host, self.port, ssl_context=self._ssl, max_connections=self.settings.max_connections,
-                      connect_timeout=self.settings.timeout_seconds)
-
-    async def close(self) -> None:
-        """Close every connection (sends still in flight end as connection_lost)."""
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
-        self._deadlines.close()
-
-    async def send_batch(self, batch: DeliveryBatch) -> list[Verdict]:
-        """Send every item concurrently; items with the same device share one send (same apns-id)."""
-        if self._pool is None:
-            raise RuntimeError("ApnsSender.start() was not called")
+    def _preparer(self, batch: DeliveryBatch) -> Callable[[dict[str, Any]], ApnsRequest | Verdict]:
+        """Items with the same device share one send (same apns-id)."""
         # ttl 0 (now or never) is sent with apns-expiration 0, however late.
         ttl = None if batch.ttl == 0 else remaining_ttl(batch.expires_at)
         # Decided for the whole batch, reported after each item's own checks (token, payload).
@@ -309,10 +273,13 @@ class ApnsSender:
             bad_collapse = classify_apns_no_answer(LOCAL_BAD_PAYLOAD, too_long)
         tails = self._header_tails(batch, collapse_id)
         notification_id = batch.notification_id
-        return await send_each(
-            batch.items, lambda item: self._prepare(notification_id, item, tails, late, bad_collapse), self._send,
-            key=lambda request: request.apns_id, counters=self.counters,
-        )
+        return lambda item: self._prepare(notification_id, item, tails, late, bad_collapse)
+
+    def _no_answer(self, kind: str, detail: str | None) -> Verdict:
+        return classify_apns_no_answer(kind, detail)
+
+    def _address_of(self, request: ApnsRequest) -> str:
+        return request.device_token
 
     @staticmethod
     def _header_tails(batch: DeliveryBatch, collapse_id: str | None) -> dict[str, list[Header]]:
@@ -358,24 +325,6 @@ class ApnsSender:
         headers = [*self._head, (b":path", b"/3/device/" + token.encode(), True), *self._common,
                    (b"apns-id", apns_id.encode(), True), *tails[push_type(payload)]]
         return ApnsRequest(token, apns_id, body, headers)
-
-    async def _send(self, request: ApnsRequest) -> Verdict:
-        assert self._in_flight is not None and self._pool is not None
-        async with self._in_flight:
-            pool = self._pool
-            started = time.monotonic()
-
-            def timed_out() -> None:
-                if pool.is_stuck(since=started):
-                    self._replace_pool(pool)
-                self._log_failure(request, "timeout")
-
-            verdict = await self._deadlines.run(
-                self._attempt(request), classify_apns_no_answer, on_timeout=timed_out,
-                on_error=lambda: log.exception("APNs: unexpected error for token %s", self._fingerprint(request)),
-            )
-            self.counters.observe(time.monotonic() - started)
-            return verdict
 
     async def _attempt(self, request: ApnsRequest) -> Verdict:
         resends = 0
@@ -428,18 +377,6 @@ class ApnsSender:
                     self.counters.resent += 1
                     continue
             return verdict
-
-    def _replace_pool(self, stuck: H2Pool) -> None:
-        """Swap in a fresh pool; the old one's connections are closed (their in-flight sends fail)."""
-        if self._pool is not stuck:
-            return  # another send already replaced it, or the sender is closed
-        log.warning("APNs: no answer for %ss on any connection; replacing the connection pool", self.deadline)
-        self.counters.reconnects += 1
-        self._pool = self._new_pool()
-        stuck.close()
-
-    def _fingerprint(self, request: ApnsRequest) -> str:
-        return token_fingerprint(self.platform, request.device_token)
 
     def _log_failure(self, request: ApnsRequest, reason: str) -> None:
         if log.isEnabledFor(logging.DEBUG):

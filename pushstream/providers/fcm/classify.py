@@ -14,18 +14,15 @@ import httpx
 import orjson
 
 from pushstream.providers.outcome import (
-    LOCAL_BAD_ADDRESS,
-    LOCAL_BAD_PAYLOAD,
-    LOCAL_EXPIRED,
-    LOCAL_PAYLOAD_TOO_LARGE,
+    LOCAL_KINDS,
     TRANSPORT_CONNECT_FAILED,
     TRANSPORT_CONNECTION_LOST,
     TRANSPORT_ERROR,
     TRANSPORT_TIMEOUT,
-    TRANSPORT_UNPROCESSED,
     Action,
     Rule,
     Verdict,
+    no_answer_rows,
     parse_retry_after,
     rule_by_http_class,
     verdict_from_rule,
@@ -58,15 +55,8 @@ FCM_ANSWERS: Mapping[tuple[str, str], Rule] = MappingProxyType(
         ("status", "UNAUTHENTICATED"): Rule(Action.REAUTH),  # our OAuth token: refresh once, then fatal
         ("status", "PERMISSION_DENIED"): Rule(Action.FATAL_CONFIG),  # API disabled / SA lacks the role
         ("status", "RESOURCE_EXHAUSTED"): Rule(Action.RETRY, min_retry_after=QUOTA_MIN_DELAY_SECONDS),
-        ("transport", TRANSPORT_TIMEOUT): Rule(Action.RETRY),
-        ("transport", TRANSPORT_CONNECT_FAILED): Rule(Action.RETRY),
-        ("transport", TRANSPORT_CONNECTION_LOST): Rule(Action.RETRY),
-        ("transport", TRANSPORT_UNPROCESSED): Rule(Action.RETRY),
-        ("transport", TRANSPORT_ERROR): Rule(Action.RETRY),
-        ("local", LOCAL_PAYLOAD_TOO_LARGE): Rule(Action.FAILED),  # unused: FCM measures size itself
-        ("local", LOCAL_BAD_ADDRESS): Rule(Action.FAILED),
-        ("local", LOCAL_BAD_PAYLOAD): Rule(Action.FAILED),
-        ("local", LOCAL_EXPIRED): Rule(Action.FAILED),
+        # No answer: the shared rows (LOCAL_PAYLOAD_TOO_LARGE is unused, FCM measures the size itself).
+        **no_answer_rows(lambda kind: ("local" if kind in LOCAL_KINDS else "transport", kind)),
         # Fetching the OAuth token: the token endpoint refused our key (fatal) or could not be reached.
         ("oauth", "rejected"): Rule(Action.FATAL_CONFIG),
         ("oauth", "unreachable"): Rule(Action.RETRY),

@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import ssl
 import time
+from collections.abc import Callable
+from operator import attrgetter
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -29,7 +30,7 @@ from google.oauth2 import service_account
 
 from pushstream.config import FcmSettings
 from pushstream.models.internal import DeliveryBatch
-from pushstream.providers.batching import SendDeadlines, SendSlots, send_each
+from pushstream.providers.base import PooledH2Sender, h2_ssl_context
 from pushstream.providers.fcm.classify import (
     classify_fcm_answer,
     classify_fcm_no_answer,
@@ -37,7 +38,6 @@ from pushstream.providers.fcm.classify import (
 )
 from pushstream.providers.h2transport import (
     ConnectFailed,
-    H2Pool,
     H2TransportError,
     Header,
     StreamLost,
@@ -52,11 +52,9 @@ from pushstream.providers.outcome import (
     TRANSPORT_ERROR,
     TRANSPORT_UNPROCESSED,
     Action,
-    SendCounters,
     Verdict,
     remaining_ttl,
 )
-from pushstream.rules.keys import token_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +82,8 @@ class FcmRequest(NamedTuple):
     body: bytes
 
 
-class FcmSender:
-    """Sends DeliveryBatches to FCM HTTP v1; one verdict per item (see outcome.Sender).
+class FcmSender(PooledH2Sender[FcmRequest]):
+    """Sends DeliveryBatches to FCM HTTP v1; one verdict per item (see outcome.Sender and providers.base).
 
     ``deadline`` bounds each item's send including one re-auth resend (default settings.timeout_seconds);
     ``max_in_flight`` bounds concurrent sends (default 100 per connection, FCM's usual stream limit).
@@ -95,15 +93,16 @@ class FcmSender:
     """
 
     platform = "fcm"
+    provider = "FCM"
+    address = "token"
+    _send_key = attrgetter("token")  # the same token in one batch: one send
 
     def __init__(
         self, settings: FcmSettings, *, deadline: float | None = None, max_in_flight: int | None = None,
         h2_prior_knowledge: bool | None = None, max_resends: int = 2,
     ) -> None:
-        self.settings = settings
-        self.deadline = deadline if deadline is not None else settings.timeout_seconds
+        super().__init__(settings, deadline=deadline, max_in_flight=max_in_flight or 100 * settings.max_connections)
         self.max_resends = max_resends
-        self.counters = SendCounters()
         base = (settings.endpoint or FCM_BASE_URL).rstrip("/")
         url = urlsplit(base)
         if url.scheme not in ("http", "https") or not url.hostname:
@@ -115,11 +114,6 @@ class FcmSender:
         self.port = url.port or (80 if self._plaintext else 443)
         path = f"{url.path}/v1/projects/{settings.project_id}/messages:send"
         self.send_url = f"{base}/v1/projects/{settings.project_id}/messages:send"
-        self._max_in_flight = max_in_flight or 100 * settings.max_connections
-        self._in_flight: SendSlots | None = None
-        self._deadlines = SendDeadlines(self.deadline)
-        self._pool: H2Pool | None = None
-        self._ssl: ssl.SSLContext | None = None
         self._creds: service_account.Credentials | None = None
         self._auth_request = _TimedAuthRequest(settings.timeout_seconds)
         self._refreshing: asyncio.Future[None] | None = None
@@ -139,60 +133,38 @@ class FcmSender:
     def credentials(self) -> service_account.Credentials:
         """The service-account credentials (after start); their token is what sends carry."""
         if self._creds is None:
-            raise RuntimeError("FcmSender.start() was not called")
+            raise self.not_started()
         return self._creds
 
-    @property
-    def pool(self) -> H2Pool:
-        """The current connection pool (after start)."""
-        if self._pool is None:
-            raise RuntimeError("FcmSender.start() was not called")
-        return self._pool
-
-    def in_flight(self) -> int:
-        """Requests holding a send slot now (for the metrics exporter)."""
-        return self._in_flight.in_use if self._in_flight is not None else 0
-
-    async def start(self) -> None:
+    async def _open(self) -> None:
         """Load the service account and build the (lazily connecting) pool; fetches a first token (best effort)."""
         self._creds = service_account.Credentials.from_service_account_file(
             str(self.settings.credentials_file), scopes=list(FCM_SCOPES)
         )
         if not self._plaintext:
-            context = ssl.create_default_context()
-            if self.settings.ca_file:
-                context.load_verify_locations(cafile=str(self.settings.ca_file))
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
-            context.set_alpn_protocols(["h2"])
-            self._ssl = context
+            self._ssl = h2_ssl_context(self.settings.ca_file)
         self._pool = self._new_pool()
-        self._in_flight = SendSlots(self._max_in_flight)
         log.info("FCM sender ready: %s as %s", self.send_url, self._creds.service_account_email)
         try:
             await self._refresh(stale=None)
         except Exception as exc:  # the first send retries; a wrong key shows up as FATAL_CONFIG there
             log.warning("FCM: first OAuth token fetch failed: %s", type(exc).__name__)
 
-    def _new_pool(self) -> H2Pool:
-        return H2Pool(self.host, self.port, ssl_context=self._ssl, max_connections=self.settings.max_connections,
-                      connect_timeout=self.settings.timeout_seconds)
-
-    async def close(self) -> None:
+    async def _close(self) -> None:
         """Close the connections (sends still in flight end as connection_lost) and the token transport."""
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
-        self._deadlines.close()
+        await super()._close()
         self._auth_request.session.close()
 
-    async def send_batch(self, batch: DeliveryBatch) -> list[Verdict]:
-        """Send every item concurrently; items with the same token share one send."""
-        if self._pool is None:
-            raise RuntimeError("FcmSender.start() was not called")
+    def _preparer(self, batch: DeliveryBatch) -> Callable[[dict[str, Any]], FcmRequest | Verdict]:
         # ttl 0 (now or never) goes out as rendered ("0s"/TTL 0/apns-expiration 0), however late.
         ttl = None if batch.ttl == 0 else remaining_ttl(batch.expires_at)
-        return await send_each(batch.items, lambda item: self._prepare(batch, item, ttl), self._send,
-                               key=lambda request: request.token, counters=self.counters)
+        return lambda item: self._prepare(batch, item, ttl)
+
+    def _no_answer(self, kind: str, detail: str | None) -> Verdict:
+        return classify_fcm_no_answer(kind, detail)
+
+    def _address_of(self, request: FcmRequest) -> str:
+        return request.token
 
     def _prepare(
         self, batch: DeliveryBatch, item: dict[str, Any], ttl: int | None
@@ -215,28 +187,8 @@ class FcmSender:
             return classify_fcm_no_answer(LOCAL_BAD_PAYLOAD, str(exc)[:200])
         return FcmRequest(token, body)
 
-    async def _send(self, request: FcmRequest) -> Verdict:
-        assert self._in_flight is not None and self._pool is not None
-        token = request.token
-        async with self._in_flight:
-            # A deadline cancels the attempt; the transport then resets its stream, nothing is left behind.
-            pool = self._pool
-            started = time.monotonic()
-
-            def timed_out() -> None:
-                if pool.is_stuck(since=started):
-                    self._replace_pool(pool)
-                self._log_failure(token, "timeout")
-
-            verdict = await self._deadlines.run(
-                self._attempt(request.body), classify_fcm_no_answer, on_timeout=timed_out,
-                on_error=lambda: log.exception("FCM: unexpected error for token %s",
-                                               token_fingerprint(self.platform, token)),
-            )
-            self.counters.observe(time.monotonic() - started)
-            return verdict
-
-    async def _attempt(self, body: bytes) -> Verdict:
+    async def _attempt(self, request: FcmRequest) -> Verdict:
+        body = request.body
         reauthed = False
         resends = 0
         while True:
@@ -280,19 +232,9 @@ class FcmSender:
                     await self._refresh(stale=bearer)
                     self.counters.resent += 1
                     continue
-                # A freshly fetched token is refused too: the account lacks access. Alert, don't loop.
-                return Verdict(Action.FATAL_CONFIG, verdict.reason, verdict.provider_status, None,
-                               "still unauthenticated after an OAuth token refresh")
+                # A freshly fetched token is refused too: the account lacks access.
+                return self.refused_after_reauth(verdict, "still unauthenticated after an OAuth token refresh")
             return verdict
-
-    def _replace_pool(self, stuck: H2Pool) -> None:
-        """Swap in a fresh pool; the old one's connections are closed (their in-flight sends fail)."""
-        if self._pool is not stuck:
-            return  # another send already replaced it, or the sender is closed
-        log.warning("FCM: no answer for %ss on any connection; replacing the connection pool", self.deadline)
-        self.counters.reconnects += 1
-        self._pool = self._new_pool()
-        stuck.close()
 
     async def _bearer(self) -> str:
         creds = self._creds
@@ -330,10 +272,6 @@ class FcmSender:
             log.info("FCM: OAuth token refreshed in %.0f ms", (time.monotonic() - started) * 1000)
         finally:
             self._refreshing = None
-
-    def _log_failure(self, token: str, reason: str) -> None:
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("FCM: %s for token %s", reason, token_fingerprint(self.platform, token))
 
 
 def _refresh_expiry(message: dict[str, Any], ttl: int, expires_at: int) -> None:

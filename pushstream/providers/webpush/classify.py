@@ -12,18 +12,14 @@ from types import MappingProxyType
 import aiohttp
 
 from pushstream.providers.outcome import (
-    LOCAL_BAD_ADDRESS,
-    LOCAL_BAD_PAYLOAD,
-    LOCAL_EXPIRED,
-    LOCAL_PAYLOAD_TOO_LARGE,
     TRANSPORT_CONNECT_FAILED,
     TRANSPORT_CONNECTION_LOST,
     TRANSPORT_ERROR,
     TRANSPORT_TIMEOUT,
-    TRANSPORT_UNPROCESSED,
     Action,
     Rule,
     Verdict,
+    no_answer_rows,
     parse_retry_after,
     rule_by_http_class,
     verdict_from_rule,
@@ -49,15 +45,9 @@ WEBPUSH_ANSWERS: Mapping[tuple[int, str], Rule] = MappingProxyType(
         (502, ""): Rule(Action.RETRY),
         (503, ""): Rule(Action.RETRY),
         (504, ""): Rule(Action.RETRY),
-        (0, TRANSPORT_TIMEOUT): Rule(Action.RETRY),
-        (0, TRANSPORT_CONNECT_FAILED): Rule(Action.RETRY),
-        (0, TRANSPORT_CONNECTION_LOST): Rule(Action.RETRY),
-        (0, TRANSPORT_UNPROCESSED): Rule(Action.RETRY),
-        (0, TRANSPORT_ERROR): Rule(Action.RETRY),
-        (0, LOCAL_PAYLOAD_TOO_LARGE): Rule(Action.FAILED),  # plaintext over 3993 bytes (RFC 8291 §4)
-        (0, LOCAL_BAD_ADDRESS): Rule(Action.FAILED),  # subscription without endpoint or usable keys
-        (0, LOCAL_BAD_PAYLOAD): Rule(Action.FAILED),
-        (0, LOCAL_EXPIRED): Rule(Action.FAILED),
+        # No answer: the shared rows. LOCAL_PAYLOAD_TOO_LARGE is plaintext over 3993 bytes (RFC 8291 §4),
+        # LOCAL_BAD_ADDRESS a subscription without endpoint or usable keys.
+        **no_answer_rows(lambda kind: (0, kind)),
     }
 )
 

@@ -16,13 +16,13 @@ box a thread pool only adds GIL contention and latency.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import logging
 import re
 import ssl
-import time
+from collections.abc import Callable
+from operator import attrgetter
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -30,14 +30,13 @@ import orjson
 
 from pushstream.config import WebPushSettings
 from pushstream.models.internal import DeliveryBatch
-from pushstream.providers.batching import send_each, within_deadline
+from pushstream.providers.base import BatchSender
 from pushstream.providers.outcome import (
     LOCAL_BAD_ADDRESS,
     LOCAL_BAD_PAYLOAD,
     LOCAL_EXPIRED,
     LOCAL_PAYLOAD_TOO_LARGE,
     Action,
-    SendCounters,
     Verdict,
     remaining_ttl,
 )
@@ -50,7 +49,6 @@ from pushstream.providers.webpush.crypto import SubscriptionKeys, decode_subscri
 from pushstream.providers.webpush.http import HttpClient, HttpError
 from pushstream.providers.webpush.payload import MAX_PLAINTEXT_BYTES, topic_for
 from pushstream.providers.webpush.vapid import VapidSigner, load_vapid_key, origin_of
-from pushstream.rules.keys import token_fingerprint
 
 __all__ = ["VapidSigner", "WebPushRequest", "WebPushSender", "load_vapid_key", "origin_of", "topic_for"]
 
@@ -77,6 +75,7 @@ class WebPushRequest(NamedTuple):
     target: str  # path and query
     keys: SubscriptionKeys
     data: bytes
+    headers: str  # the header lines every request of its batch shares
 
 
 def _split_endpoint(endpoint: str) -> tuple[str, str, str, int, str, str] | None:
@@ -99,8 +98,8 @@ def _split_endpoint(endpoint: str) -> tuple[str, str, str, int, str, str] | None
     return f"{url.scheme}://{url.netloc}", url.scheme, host, port or _DEFAULT_PORTS[url.scheme], authority, target
 
 
-class WebPushSender:
-    """Sends DeliveryBatches to Web Push services; one verdict per item (see outcome.Sender).
+class WebPushSender(BatchSender[WebPushRequest]):
+    """Sends DeliveryBatches to Web Push services; one verdict per item (see outcome.Sender and providers.base).
 
     ``deadline`` bounds each item's send including one re-signed resend (default
     settings.timeout_seconds); at most ``max_in_flight`` sends run at once (default
@@ -109,17 +108,16 @@ class WebPushSender:
     """
 
     platform = "webpush"
+    provider = "Web Push"
+    address = "endpoint"
+    _send_key = attrgetter("endpoint")  # the same subscription in one batch: one send
 
     def __init__(
         self, settings: WebPushSettings, *, deadline: float | None = None, max_in_flight: int | None = None,
         ssl_context: Any = None,
     ) -> None:
-        self.settings = settings
-        self.deadline = deadline if deadline is not None else settings.timeout_seconds
-        self.counters = SendCounters()
-        self._max_in_flight = max_in_flight or settings.max_connections
+        super().__init__(settings, deadline=deadline, max_in_flight=max_in_flight or settings.max_connections)
         self._ssl: ssl.SSLContext | None = ssl_context
-        self._in_flight: asyncio.Semaphore | None = None
         self._http: HttpClient | None = None
         self._signer: VapidSigner | None = None
         # Keyed by the subscription's (p256dh, auth) strings; None (unusable keys) is cached too.
@@ -129,32 +127,24 @@ class WebPushSender:
     def signer(self) -> VapidSigner:
         """The VAPID header cache (after start)."""
         if self._signer is None:
-            raise RuntimeError("WebPushSender.start() was not called")
+            raise self.not_started()
         return self._signer
 
-    def in_flight(self) -> int:
-        """Requests holding a send slot now (for the metrics exporter)."""
-        return self._max_in_flight - self._in_flight._value if self._in_flight is not None else 0
-
-    async def start(self) -> None:
+    async def _open(self) -> None:
         """Load the VAPID key (and check the subject by signing once); connections open on first use."""
         key = load_vapid_key(self.settings.vapid_private_key_file)
         self._signer = VapidSigner(key, self.settings.vapid_subject)  # ValueError on a bad subject
         self._signer.header_for(_VAPID_CHECK_ORIGIN)  # fail at start, not on the first message
         self._http = HttpClient(max_connections=self.settings.max_connections, ssl=self._ssl)
-        self._in_flight = asyncio.Semaphore(self._max_in_flight)
         log.info("Web Push sender ready: VAPID key %s", hashlib.sha256(self._signer.public_key).hexdigest()[:16])
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         """Close every connection."""
         if self._http is not None:
             await self._http.close()
             self._http = None
 
-    async def send_batch(self, batch: DeliveryBatch) -> list[Verdict]:
-        """Send every item concurrently; items with the same endpoint share one send."""
-        if self._http is None:
-            raise RuntimeError("WebPushSender.start() was not called")
+    def _preparer(self, batch: DeliveryBatch) -> Callable[[dict[str, Any]], WebPushRequest | Verdict]:
         ttl = None if batch.ttl == 0 else remaining_ttl(batch.expires_at)  # ttl 0: now or never, however late
         send_ttl = 0 if batch.ttl == 0 else DEFAULT_TTL_SECONDS if ttl is None else ttl
         urgency = "high" if batch.priority == "high" else "normal"
@@ -162,12 +152,15 @@ class WebPushSender:
         headers = (f"TTL: {send_ttl}\r\nUrgency: {urgency}\r\n"
                    + (f"Topic: {topic_for(batch.collapse_key)}\r\n" if batch.collapse_key else "")
                    + "Content-Encoding: aes128gcm\r\nContent-Type: application/octet-stream\r\n")
-        return await send_each(
-            batch.items, lambda item: self._prepare(item, ttl), lambda request: self._send(request, headers),
-            key=lambda request: request.endpoint, counters=self.counters,
-        )
+        return lambda item: self._prepare(item, ttl, headers)
 
-    def _prepare(self, item: dict[str, Any], ttl: int | None) -> WebPushRequest | Verdict:
+    def _no_answer(self, kind: str, detail: str | None) -> Verdict:
+        return classify_webpush_no_answer(kind, detail)
+
+    def _address_of(self, request: WebPushRequest) -> str:
+        return request.endpoint
+
+    def _prepare(self, item: dict[str, Any], ttl: int | None, headers: str) -> WebPushRequest | Verdict:
         subscription = item.get("subscription")
         keys = None
         endpoint = None
@@ -192,25 +185,12 @@ class WebPushSender:
             # RFC 8291 §4: more would not fit one 4096-byte record; services answer 413 or worse.
             too_large = f"{len(data)} > {MAX_PLAINTEXT_BYTES} bytes"
             return classify_webpush_no_answer(LOCAL_PAYLOAD_TOO_LARGE, too_large)
-        return WebPushRequest(endpoint, *where, keys, data)
+        return WebPushRequest(endpoint, *where, keys, data, headers)
 
-    async def _send(self, request: WebPushRequest, headers: str) -> Verdict:
-        assert self._in_flight is not None
-        async with self._in_flight:
-            started = time.monotonic()
-            verdict = await within_deadline(
-                self._attempt(request, headers), self.deadline, classify_webpush_no_answer,
-                on_timeout=lambda: self._log_failure(request, "timeout"),
-                on_error=lambda: log.exception("Web Push: unexpected error for endpoint %s",
-                                               self._fingerprint(request)),
-            )
-            self.counters.observe(time.monotonic() - started)
-            return verdict
-
-    async def _attempt(self, request: WebPushRequest, headers: str) -> Verdict:
+    async def _attempt(self, request: WebPushRequest) -> Verdict:
         assert self._http is not None and self._signer is not None
         body = encrypt(request.data, request.keys)  # once: a re-signed resend carries the same message
-        request_line = f"POST {request.target} HTTP/1.1\r\nHost: {request.authority}\r\n{headers}"
+        request_line = f"POST {request.target} HTTP/1.1\r\nHost: {request.authority}\r\n{request.headers}"
         resigned = False
         while True:
             authorization = self._signer.header_for(request.origin)
@@ -220,7 +200,7 @@ class WebPushSender:
                 response = await self._http.post(request.scheme, request.host, request.port,
                                                  head.encode("latin-1"), body)
             except (HttpError, TimeoutError, OSError) as exc:
-                # Our deadline arrives as CancelledError instead and is handled by within_deadline.
+                # Our deadline arrives as CancelledError instead and is handled by the sender's deadlines.
                 return classify_webpush_no_answer(http_transport_kind(exc), type(exc).__name__)
             if 200 <= response.status < 300:
                 verdict = classify_webpush_answer(response.status)
@@ -235,15 +215,7 @@ class WebPushSender:
                     self.counters.resent += 1
                     continue
                 # A fresh signature is refused too: the subscription was made for another VAPID key.
-                return Verdict(Action.FATAL_CONFIG, verdict.reason, verdict.provider_status, None,
-                               "VAPID rejected after re-signing")
+                return self.refused_after_reauth(verdict, "VAPID rejected after re-signing")
             if verdict.action is not Action.DELIVERED:
                 self._log_failure(request, verdict.reason or "failed")
             return verdict
-
-    def _fingerprint(self, request: WebPushRequest) -> str:
-        return token_fingerprint(self.platform, request.endpoint)
-
-    def _log_failure(self, request: WebPushRequest, reason: str) -> None:
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("Web Push: %s for endpoint %s", reason, self._fingerprint(request))

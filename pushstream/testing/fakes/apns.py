@@ -16,8 +16,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from pushstream.testing.fakes.base import (
+    FakeAnswer,
     FakeProvider,
-    Verdict,
     VerdictCache,
     json_answer,
     parse_json,
@@ -112,7 +112,7 @@ class FakeAPNs(FakeProvider):
         self._public_key = signing_key.public_key()
         self._tokens: VerdictCache[_ProviderToken] = VerdictCache()
 
-    def handle(self, request: IncomingRequest) -> Verdict:
+    def handle(self, request: IncomingRequest) -> FakeAnswer:
         """Validate like APNs, then apply faults, else accept."""
         apns_id = request.header("apns-id") or str(uuid.uuid4())
         device_token = request.path[len(_DEVICE_PATH) :] if request.path.startswith(_DEVICE_PATH) else None
@@ -136,9 +136,9 @@ class FakeAPNs(FakeProvider):
         status, reason = problem
         return self._verdict(request, _error(status, reason, apns_id), reason, device_token)
 
-    def _verdict(self, request: IncomingRequest, answer: Answer, reason: str | None, token: str | None) -> Verdict:
+    def _verdict(self, request: IncomingRequest, answer: Answer, reason: str | None, token: str | None) -> FakeAnswer:
         parsed = None if self.benchmark else parse_json(request.body)
-        return Verdict(answer, reason=reason, key=token, json=parsed)
+        return FakeAnswer(answer, reason=reason, key=token, json=parsed)
 
     def _check_request(self, request: IncomingRequest, device_token: str | None) -> tuple[int, str] | None:
         if request.method != "POST":

@@ -15,6 +15,7 @@ import orjson
 
 from pushstream.testing.fakes.credentials import DevSetup, server_ssl_context
 from pushstream.testing.fakes.httpserver import Answer, HTTPServer, IncomingRequest
+from pushstream.testing.fakes.lean import lean_protocols
 
 V = TypeVar("V")
 
@@ -61,7 +62,7 @@ class RecordedRequest:
 
 
 @dataclass(slots=True)
-class Verdict:
+class FakeAnswer:
     """A handler's decision about one request, plus what is worth recording about it."""
 
     answer: Answer
@@ -161,7 +162,7 @@ class FakeProvider:
             http1=self.serves_http1,
             advertised_max_streams=self.advertised_max_streams,
             validate_headers=not benchmark,
-            lean=self._answer_now if benchmark else None,
+            lean=lean_protocols(self._answer_now) if benchmark else None,
         )
         self._scripts: dict[str, _Script] = {}
         self._fraction: _FractionRule | None = None
@@ -291,7 +292,7 @@ class FakeProvider:
 
     # -- request path --------------------------------------------------------------------------------
 
-    def handle(self, request: IncomingRequest) -> Verdict:
+    def handle(self, request: IncomingRequest) -> FakeAnswer:
         """Decide the answer to one request (provider-specific)."""
         raise NotImplementedError
 
@@ -338,10 +339,10 @@ def _text_or_none(data: bytes) -> str | None:
 
 
 __all__ = [
+    "FakeAnswer",
     "FakeProvider",
     "Fault",
     "RecordedRequest",
-    "Verdict",
     "VerdictCache",
     "json_answer",
     "parse_json",

@@ -24,10 +24,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pushstream.testing.fakes.base import (
+    FakeAnswer,
     FakeProvider,
     Fault,
     RecordedRequest,
-    Verdict,
     json_answer,
     parse_json,
     retry_after_header,
@@ -166,33 +166,33 @@ class FakeFCM(FakeProvider):
     def stats(self) -> dict[str, Any]:
         return {**super().stats(), "token_requests": self.token_requests}
 
-    def handle(self, request: IncomingRequest) -> Verdict:
+    def handle(self, request: IncomingRequest) -> FakeAnswer:
         """Route to the token endpoint or messages:send."""
         if request.path == "/token":
             return self._issue_token(request)
         match = _SEND_PATH.fullmatch(request.path)
         if match is None or request.method != "POST":
-            return Verdict(fcm_error(404, "Requested entity was not found."), reason="NOT_FOUND")
+            return FakeAnswer(fcm_error(404, "Requested entity was not found."), reason="NOT_FOUND")
         if not self._authorized(request.header("authorization")):
-            return Verdict(_unauthenticated(), reason=OAUTH_REJECTED)
+            return FakeAnswer(_unauthenticated(), reason=OAUTH_REJECTED)
         if match.group(1) != self.project_id:
-            return Verdict(fcm_error(403, "The caller does not have permission"), reason="PERMISSION_DENIED")
+            return FakeAnswer(fcm_error(403, "The caller does not have permission"), reason="PERMISSION_DENIED")
         payload = parse_json(request.body)
         message = payload.get("message") if isinstance(payload, dict) else None
         target = _target(message) if isinstance(message, dict) else None
         if not self.benchmark:
             problem = _check_payload(payload)
             if problem is not None:
-                return Verdict(problem[0], reason=problem[1], key=target, json=payload)
+                return FakeAnswer(problem[0], reason=problem[1], key=target, json=payload)
         fault = self.fault_for(target)
         if fault is not None:
             answer, reason = _fault_answer(fault)
-            return Verdict(answer, reason=reason, key=target, json=payload)
+            return FakeAnswer(answer, reason=reason, key=target, json=payload)
         if isinstance(payload, dict) and payload.get("validate_only") is True:
             name = f"projects/{self.project_id}/messages/fake_message_for_dry_run"
         else:
             name = f"projects/{self.project_id}/messages/0:{next(self._message_ids)}%fake"
-        return Verdict(json_answer(200, {"name": name}), key=target, json=None if self.benchmark else payload)
+        return FakeAnswer(json_answer(200, {"name": name}), key=target, json=None if self.benchmark else payload)
 
     def _authorized(self, header: str | None) -> bool:
         if not header or not header.startswith("Bearer "):
@@ -200,23 +200,23 @@ class FakeFCM(FakeProvider):
         expiry = self._access_tokens.get(header[len("Bearer ") :])
         return expiry is not None and expiry > time.time()
 
-    def _issue_token(self, request: IncomingRequest) -> Verdict:
+    def _issue_token(self, request: IncomingRequest) -> FakeAnswer:
         self.token_requests += 1
         form = urllib.parse.parse_qs(request.body.decode("utf-8", "replace"))
         grant_type = form.get("grant_type", [""])[0]
         if request.method != "POST" or grant_type != JWT_BEARER_GRANT:
             answer = json_answer(400, {"error": "unsupported_grant_type", "error_description": "Invalid grant_type"})
-            return Verdict(answer, reason="unsupported_grant_type")
+            return FakeAnswer(answer, reason="unsupported_grant_type")
         claims, problem = self._check_assertion(form.get("assertion", [""])[0])
         recorded = {"grant_type": grant_type, "claims": claims}
         if problem is not None:
             error, description = problem
             answer = json_answer(400, {"error": error, "error_description": description})
-            return Verdict(answer, reason=error, json=recorded)
+            return FakeAnswer(answer, reason=error, json=recorded)
         token = "ya29.fake-" + secrets.token_urlsafe(32)
         self._access_tokens[token] = time.time() + self.token_lifetime
         body = {"access_token": token, "expires_in": self.token_lifetime, "token_type": "Bearer"}
-        return Verdict(json_answer(200, body), key=self.client_email, json=recorded)
+        return FakeAnswer(json_answer(200, body), key=self.client_email, json=recorded)
 
     def _check_assertion(self, assertion: str) -> tuple[dict[str, Any] | None, tuple[str, str] | None]:
         try:

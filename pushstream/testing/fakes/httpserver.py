@@ -16,7 +16,6 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import h2.config
 import h2.connection
@@ -25,9 +24,6 @@ import h2.exceptions
 import h2.settings
 import h11
 from h2.settings import SettingCodes
-
-if TYPE_CHECKING:
-    from pushstream.testing.fakes.lean import LeanHandler
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +77,8 @@ class IncomingRequest:
 
 
 Handler = Callable[[IncomingRequest], Awaitable[Answer]]
+# Makes the protocol of one accepted connection in benchmark mode, from the server and a connection id.
+LeanProtocols = Callable[["HTTPServer", int], asyncio.BaseProtocol]
 
 
 @dataclass(slots=True)
@@ -106,10 +104,11 @@ class HTTPServer:
         http2: bool = True,
         advertised_max_streams: int = 100,
         validate_headers: bool = True,
-        lean: LeanHandler | None = None,
+        lean: LeanProtocols | None = None,
     ) -> None:
         self.handler = handler
-        # Benchmark mode: serve through lean.py's protocols, calling ``lean`` synchronously per request.
+        # Benchmark mode: serve through the protocols ``lean`` makes (`lean.lean_protocols`), each answering
+        # synchronously per request.
         self.lean = lean
         self.lean_connections: set[asyncio.Transport] = set()
         self.validate_headers = validate_headers  # h2's per-header checks cost ~10% CPU; benchmarks skip them
@@ -137,11 +136,9 @@ class HTTPServer:
     async def start(self) -> None:
         """Bind and start accepting connections."""
         if self.lean is not None:
-            from pushstream.testing.fakes.lean import LeanProtocol
-
             lean = self.lean
             self._server = await asyncio.get_running_loop().create_server(
-                lambda: LeanProtocol(self, lean, next(self._ids)), self.host, self.requested_port, ssl=self.ssl_context
+                lambda: lean(self, next(self._ids)), self.host, self.requested_port, ssl=self.ssl_context
             )
             return
         self._server = await asyncio.start_server(

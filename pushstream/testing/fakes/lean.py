@@ -136,6 +136,11 @@ def encode_header_block(status: int, headers: list[tuple[str, str]]) -> bytes:
     return b"".join(parts)
 
 
+def lean_protocols(handler: LeanHandler) -> Callable[[HTTPServer, int], LeanProtocol]:
+    """What `HTTPServer(lean=...)` takes: one `LeanProtocol` per accepted connection, answering with ``handler``."""
+    return lambda server, connection_id: LeanProtocol(server, handler, connection_id)
+
+
 class LeanProtocol(asyncio.BufferedProtocol):
     """One accepted connection: picks HTTP/2 (ALPN or preface) or HTTP/1.1, then hands bytes to that.
 

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from pushstream.testing.fakes.base import (
+    FakeAnswer,
     FakeProvider,
-    Verdict,
     VerdictCache,
     json_answer,
     parse_json,
@@ -93,25 +93,25 @@ class FakeWebPush(FakeProvider):
         """A decryptable subscription for ``sid`` on this fake."""
         return webpush_subscription(self.origin, self.seed, sid)
 
-    def handle(self, request: IncomingRequest) -> Verdict:
+    def handle(self, request: IncomingRequest) -> FakeAnswer:
         """Validate like a push service, decrypt (unless benchmarking), apply faults, answer 201."""
         if not request.path.startswith(_PUSH_PATH):
-            return Verdict(_error(404, "no such resource"), reason="not found")
+            return FakeAnswer(_error(404, "no such resource"), reason="not found")
         sid = request.path[len(_PUSH_PATH) :]
         if request.method != "POST":
-            return Verdict(_error(405, "push messages are POSTed"), reason="method", key=sid)
+            return FakeAnswer(_error(405, "push messages are POSTed"), reason="method", key=sid)
         if not _SID.fullmatch(sid):
-            return Verdict(_error(410, "unknown subscription"), reason="unknown subscription", key=sid)
+            return FakeAnswer(_error(410, "unknown subscription"), reason="unknown subscription", key=sid)
         problem = self._check_request(request)
         if problem is not None:
             status, reason = problem
-            return Verdict(_error(status, reason), reason=reason, key=sid)
+            return FakeAnswer(_error(status, reason), reason=reason, key=sid)
         fault = self.fault_for(sid)
         if fault is not None:
             if fault.unregistered_at_ms is not None:
-                return Verdict(_error(410, "subscription expired"), reason="unsubscribed", key=sid)
+                return FakeAnswer(_error(410, "subscription expired"), reason="unsubscribed", key=sid)
             reason = fault.reason or HTTPStatus(fault.status).phrase
-            return Verdict(_error(fault.status, reason, retry_after_header(fault)), reason=reason, key=sid)
+            return FakeAnswer(_error(fault.status, reason, retry_after_header(fault)), reason=reason, key=sid)
         plaintext: bytes | None = None
         if not self.benchmark:
             private_key, auth = subscription_keys(self.seed, sid)
@@ -122,12 +122,12 @@ class FakeWebPush(FakeProvider):
             except Exception as exc:  # http_ece raises ECEException, struct/ValueError on truncated bodies
                 # A real service cannot tell; the fake can, and a sender bug should not pass silently.
                 message = f"payload does not decrypt with this subscription's keys: {exc}"
-                return Verdict(_error(400, message), reason="undecryptable", key=sid)
+                return FakeAnswer(_error(400, message), reason="undecryptable", key=sid)
         headers = [
             ("location", f"{self.origin}/message/{uuid.uuid4().hex}"),
             ("ttl", request.header("ttl") or "0"),
         ]
-        return Verdict(
+        return FakeAnswer(
             Answer(201, headers),
             key=sid,
             plaintext=plaintext,

@@ -19,7 +19,7 @@ from pushstream.models.cancel import is_cancel, parse_cancel
 from pushstream.rules.cancel import CANCELLED, cancel_key, is_cancelled, overrule
 from pushstream.rules.fanout import fan_out_user
 from pushstream.rules.preferences import record_sent
-from pushstream.rules.routing import DELIVER, SKIP, Verdict
+from pushstream.rules.routing import DELIVER, SKIP, RouteDecision
 from pushstream.tables import table_key
 from tests.unit.factories import device, notification, settings
 from tests.unit.router_fakes import FakeProducer, FakeTopic, GatedOutbox, RocksTable, context
@@ -30,15 +30,15 @@ LATER = NOW + dt.timedelta(hours=1)
 
 @pytest.mark.parametrize(("verdict", "expected"), [
     (DELIVER, CANCELLED),
-    (Verdict("deferred", "quiet_hours", LATER), CANCELLED),
-    (Verdict("suppressed", "duplicate"), SKIP),
-    (Verdict("suppressed", "opt_out"), Verdict("suppressed", "opt_out")),
-    (Verdict("suppressed", "frequency_cap"), Verdict("suppressed", "frequency_cap")),
-    (Verdict("suppressed", "inactive"), Verdict("suppressed", "inactive")),
-    (Verdict("suppressed", "expired"), Verdict("suppressed", "expired")),
+    (RouteDecision("deferred", "quiet_hours", LATER), CANCELLED),
+    (RouteDecision("suppressed", "duplicate"), SKIP),
+    (RouteDecision("suppressed", "opt_out"), RouteDecision("suppressed", "opt_out")),
+    (RouteDecision("suppressed", "frequency_cap"), RouteDecision("suppressed", "frequency_cap")),
+    (RouteDecision("suppressed", "inactive"), RouteDecision("suppressed", "inactive")),
+    (RouteDecision("suppressed", "expired"), RouteDecision("suppressed", "expired")),
     (SKIP, SKIP),
 ])
-def test_overrule_each_verdict(verdict: Verdict, expected: Verdict) -> None:
+def test_overrule_each_verdict(verdict: RouteDecision, expected: RouteDecision) -> None:
     assert overrule(verdict) == expected
 
 

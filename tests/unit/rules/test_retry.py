@@ -8,10 +8,10 @@ import random
 
 import pytest
 
+from pushstream.policies import ATTEMPT_CLASSES
 from pushstream.providers.outcome import TRANSPORT_KINDS, Action, Verdict
 from pushstream.rules.delivery import dispose
 from pushstream.rules.retry import (
-    ATTEMPT_CLASSES,
     MAX_DELAY_SECONDS,
     RETRY_BANDS,
     RetryPolicy,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pushstream.rules.routing import DELIVER, SKIP, Verdict, decide
+from pushstream.rules.routing import DELIVER, SKIP, RouteDecision, decide
 from tests.unit.factories import NOW, device, notification
 
 BERLIN_QUIET = {"quiet_hours": {"start": "22:00", "end": "07:00"}, "timezone": "Europe/Berlin"}
@@ -28,7 +28,7 @@ def verdict(
     now: dt.datetime = NOW,
     app_id: str = "demo",
     **n: Any,
-) -> Verdict:
+) -> RouteDecision:
     return decide(dev or device(), app_id, notification(**n), prefs, state, now)
 
 
@@ -41,26 +41,26 @@ def test_a_device_with_nothing_in_the_way_gets_the_notification() -> None:
     ("kwargs", "expected"),
     [
         # duplicate first: before inactive, segment, opt-out, cap, quiet hours and TTL
-        ({"state": SENT_N42}, Verdict("suppressed", "duplicate")),
-        ({"state": SENT_N42, "dev": INACTIVE}, Verdict("suppressed", "duplicate")),
+        ({"state": SENT_N42}, RouteDecision("suppressed", "duplicate")),
+        ({"state": SENT_N42, "dev": INACTIVE}, RouteDecision("suppressed", "duplicate")),
         (
             {"state": SENT_N42, "target": {"segment": {"platforms": ["fcm"]}}},
-            Verdict("suppressed", "duplicate"),
+            RouteDecision("suppressed", "duplicate"),
         ),
         (
             {"state": SENT_N42, "prefs": MARKETING_OPT_OUT, "channel": "marketing"},
-            Verdict("suppressed", "duplicate"),
+            RouteDecision("suppressed", "duplicate"),
         ),
         (
             {"state": SENT_N42, "ttl": 0, "now": NOW + dt.timedelta(seconds=1)},
-            Verdict("suppressed", "duplicate"),
+            RouteDecision("suppressed", "duplicate"),
         ),
         # inactive: reported when users were addressed directly, skipped for broadcasts and segments
-        ({"dev": INACTIVE}, Verdict("suppressed", "inactive")),
+        ({"dev": INACTIVE}, RouteDecision("suppressed", "inactive")),
         ({"dev": INACTIVE, "target": {"all": True}}, SKIP),
         ({"dev": INACTIVE, "target": {"segment": {}}}, SKIP),
         # device active comes before app matches
-        ({"dev": INACTIVE, "app_id": "other"}, Verdict("suppressed", "inactive")),
+        ({"dev": INACTIVE, "app_id": "other"}, RouteDecision("suppressed", "inactive")),
         ({"app_id": "other"}, SKIP),
         # segment mismatch is a skip, and comes before the user's own rules
         ({"target": {"segment": {"platforms": ["fcm"]}}}, SKIP),
@@ -74,17 +74,17 @@ def test_a_device_with_nothing_in_the_way_gets_the_notification() -> None:
         ),
         ({"target": {"segment": {"platforms": ["apns"]}}}, DELIVER),
         # opt-out before frequency cap
-        ({"prefs": MARKETING_OPT_OUT, "channel": "marketing"}, Verdict("suppressed", "opt_out")),
+        ({"prefs": MARKETING_OPT_OUT, "channel": "marketing"}, RouteDecision("suppressed", "opt_out")),
         (
             {"prefs": {**MARKETING_OPT_OUT, **CAPPED}, "state": CAPPED_STATE, "channel": "marketing"},
-            Verdict("suppressed", "opt_out"),
+            RouteDecision("suppressed", "opt_out"),
         ),
-        ({"prefs": {"categories": {"order": False}}, "category": "order"}, Verdict("suppressed", "opt_out")),
+        ({"prefs": {"categories": {"order": False}}, "category": "order"}, RouteDecision("suppressed", "opt_out")),
         ({"prefs": MARKETING_OPT_OUT, "channel": "transactional"}, DELIVER),
         # frequency cap before quiet hours
         (
             {"prefs": CAPPED, "state": CAPPED_STATE, "channel": "marketing"},
-            Verdict("suppressed", "frequency_cap"),
+            RouteDecision("suppressed", "frequency_cap"),
         ),
         (
             {
@@ -93,23 +93,23 @@ def test_a_device_with_nothing_in_the_way_gets_the_notification() -> None:
                 "channel": "marketing",
                 "now": NIGHT,
             },
-            Verdict("suppressed", "frequency_cap"),
+            RouteDecision("suppressed", "frequency_cap"),
         ),
         ({"prefs": CAPPED, "state": CAPPED_STATE, "channel": "transactional"}, DELIVER),
         # quiet hours defer marketing, never transactional
         (
             {"prefs": BERLIN_QUIET, "channel": "marketing", "now": NIGHT},
-            Verdict("deferred", "quiet_hours", QUIET_END),
+            RouteDecision("deferred", "quiet_hours", QUIET_END),
         ),
         ({"prefs": BERLIN_QUIET, "channel": "transactional", "now": NIGHT}, DELIVER),
         ({"prefs": BERLIN_QUIET, "channel": "marketing", "now": NOW}, DELIVER),
         # quiet hours before TTL
         (
             {"prefs": BERLIN_QUIET, "channel": "marketing", "now": NIGHT, "ttl": 60},
-            Verdict("deferred", "quiet_hours", QUIET_END),
+            RouteDecision("deferred", "quiet_hours", QUIET_END),
         ),
         # TTL last
-        ({"ttl": 60, "now": NOW + dt.timedelta(seconds=61)}, Verdict("suppressed", "expired")),
+        ({"ttl": 60, "now": NOW + dt.timedelta(seconds=61)}, RouteDecision("suppressed", "expired")),
         ({"ttl": 60, "now": NOW + dt.timedelta(seconds=60)}, DELIVER),
         ({"ttl": 0, "now": NOW}, DELIVER),
         # ttl 0 is "now or never": always attempted once, however late the router gets to it
@@ -118,7 +118,7 @@ def test_a_device_with_nothing_in_the_way_gets_the_notification() -> None:
         ({"ttl": None, "now": NOW + dt.timedelta(days=30)}, DELIVER),
     ],
 )
-def test_decide_in_the_contract_order(kwargs: dict[str, Any], expected: Verdict) -> None:
+def test_decide_in_the_contract_order(kwargs: dict[str, Any], expected: RouteDecision) -> None:
     assert verdict(**kwargs) == expected
 
 
@@ -127,7 +127,7 @@ def test_quiet_hours_use_the_device_time_zone_when_the_user_has_none() -> None:
     # 22:30 UTC: 23:30 in Berlin (quiet), 17:30 in New York (not quiet)
     berlin = verdict(device(timezone="Europe/Berlin"), prefs, channel="marketing", now=NIGHT)
     new_york = verdict(device(timezone="America/New_York"), prefs, channel="marketing", now=NIGHT)
-    assert berlin == Verdict("deferred", "quiet_hours", QUIET_END)
+    assert berlin == RouteDecision("deferred", "quiet_hours", QUIET_END)
     assert new_york == DELIVER
 
 
@@ -143,7 +143,7 @@ def test_the_frequency_cap_counts_the_users_local_day() -> None:
     late = dt.datetime(2026, 11, 22, 23, 30, tzinfo=dt.UTC)
     state = {"counts": {"2026-11-23": {"marketing": 1}}}
     berlin = {**CAPPED, "timezone": "Europe/Berlin"}
-    assert verdict(prefs=berlin, state=state, channel="marketing", now=late) == Verdict(
+    assert verdict(prefs=berlin, state=state, channel="marketing", now=late) == RouteDecision(
         "suppressed", "frequency_cap"
     )
     assert verdict(prefs=CAPPED, state=state, channel="marketing", now=late) == DELIVER
@@ -161,14 +161,15 @@ def test_quiet_hours_fall_back_to_the_apps_default_zone_when_neither_user_nor_de
     n = notification(channel="marketing")
     berlin, new_york = zoneinfo.ZoneInfo("Europe/Berlin"), zoneinfo.ZoneInfo("America/New_York")
     # 22:30 UTC: 23:30 in Berlin (quiet), 17:30 in New York (not), 22:30 in UTC (quiet, ends 07:00 UTC)
-    assert decide(device(), "demo", n, prefs, None, NIGHT, berlin) == Verdict("deferred", "quiet_hours", QUIET_END)
+    assert decide(device(), "demo", n, prefs, None, NIGHT, berlin) == RouteDecision(
+        "deferred", "quiet_hours", QUIET_END)
     assert decide(device(), "demo", n, prefs, None, NIGHT, new_york) == DELIVER
-    assert decide(device(), "demo", n, prefs, None, NIGHT) == Verdict(
+    assert decide(device(), "demo", n, prefs, None, NIGHT) == RouteDecision(
         "deferred", "quiet_hours", dt.datetime(2026, 11, 23, 7, 0, tzinfo=dt.UTC))
     # the device's zone wins over the app's, and the user's over both
     assert decide(device(timezone="America/New_York"), "demo", n, prefs, None, NIGHT, berlin) == DELIVER
     assert decide(device(timezone="America/New_York"), "demo", n, {**prefs, "timezone": "Europe/Berlin"}, None,
-                  NIGHT, new_york) == Verdict("deferred", "quiet_hours", QUIET_END)
+                  NIGHT, new_york) == RouteDecision("deferred", "quiet_hours", QUIET_END)
 
 
 def test_the_daily_cap_counts_in_the_apps_default_zone_when_user_and_device_have_none() -> None:
@@ -177,5 +178,5 @@ def test_the_daily_cap_counts_in_the_apps_default_zone_when_user_and_device_have
     # 23:30 UTC on the 22nd is the 23rd in Berlin: yesterday's count (the 22nd's) does not cap today.
     late = dt.datetime(2026, 11, 22, 23, 30, tzinfo=dt.UTC)
     n = notification(channel="marketing")
-    assert decide(device(), "demo", n, CAPPED, CAPPED_STATE, late) == Verdict("suppressed", "frequency_cap")
+    assert decide(device(), "demo", n, CAPPED, CAPPED_STATE, late) == RouteDecision("suppressed", "frequency_cap")
     assert decide(device(), "demo", n, CAPPED, CAPPED_STATE, late, zoneinfo.ZoneInfo("Europe/Berlin")) == DELIVER

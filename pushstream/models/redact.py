@@ -3,7 +3,7 @@
 A raw APNs/FCM token, a Web Push endpoint's path and a subscription's keys (``p256dh``, ``auth``) never go
 into a DLQ record, a status record or a log line. Every path that writes a dead letter goes through
 `pushstream.models.dlq.dead_letter`, which applies `redact_bytes` to the value and `redact_text` to the
-detail; logs and status records name an address only by its fingerprint (`rules.keys.token_fingerprint`).
+detail; logs and status records name an address only by its fingerprint (`models.identity.token_fingerprint`).
 
 - a string ``token`` becomes ``"redacted:<fingerprint>"`` (the fingerprint status records and views show,
   when the platform is known from the enclosing records, else of the token alone);
@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from pushstream.rules.keys import token_fingerprint
+from pushstream.models.identity import token_fingerprint
 
 PREFIX = "redacted"
 _SECRET_KEYS = ("p256dh", "auth")
