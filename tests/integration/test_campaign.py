@@ -165,6 +165,14 @@ async def test_variants_preview_and_audit(tmp_path: Path, fakes: FakesProcess, w
     wait_for(lambda: progress().get("done"), timeout=60, what="campaign progress done")
     assert progress()["variants"] == {"a": {"targeted": split["a"], "delivered": split["a"], "opened": 0},
                                       "b": {"targeted": split["b"], "delivered": split["b"], "opened": 0}}
+    # Opens count in the variant of the user that opened: 5 devices of variant a, 3 of b, each posted twice.
+    openers = ([s for s in ab if s["variant"] == "a"][:5] + [s for s in ab if s["variant"] == "b"][:3])
+    for s in openers * 2:
+        event = {"type": "opened", "notification_id": "ab", "user_id": s["user_id"], "device_id": s["device_id"],
+                 "at": s["at"]}
+        assert worker.post("/v1/apps/demo/events", event).status_code == 202
+    wait_for(lambda: progress().get("opened") == 8, timeout=60, what="8 opens in progress")
+    assert {v: c["opened"] for v, c in progress()["variants"].items()} == {"a": 5, "b": 3}
 
     # One audit record per request, HTTP and Kafka, and no secret in any.
     assert len(audits) == 2
