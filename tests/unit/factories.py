@@ -9,7 +9,7 @@ import base64
 import datetime as dt
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pushstream.config import (
     ApnsSettings,
@@ -19,6 +19,7 @@ from pushstream.config import (
     Settings,
     WebPushSettings,
 )
+from pushstream.models.values import Device
 from pushstream.rules.keys import token_fingerprint
 
 APP_ID = "demo"
@@ -172,8 +173,8 @@ def without(data: dict[str, Any], *names: str) -> dict[str, Any]:
 # --- rule-level dicts (what the tables hold) ------------------------------------------------------
 
 
-def device(device_id: str = "d-1", platform: str = "apns", **overrides: Any) -> dict[str, Any]:
-    """A registry device as `rules.registry.register` stores it."""
+def device(device_id: str = "d-1", platform: str = "apns", **overrides: Any) -> Device:
+    """A registry device as `rules.registry.register` stores it (``overrides`` are not checked against `Device`)."""
     token = APNS_TOKEN if platform == "apns" else FCM_TOKEN if platform == "fcm" else None
     sub = subscription() if platform == "webpush" else None
     address = sub["endpoint"] if sub else token
@@ -195,7 +196,7 @@ def device(device_id: str = "d-1", platform: str = "apns", **overrides: Any) -> 
         "updated_at": "2026-01-01T00:00:00.000Z",
     }
     record.update(overrides)
-    return record
+    return cast(Device, record)
 
 
 def notification(**overrides: Any) -> dict[str, Any]:

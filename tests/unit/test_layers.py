@@ -44,7 +44,7 @@ def module_files() -> dict[str, Path]:
 def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     """The pushstream modules ``name`` imports anywhere in its file (``from x import y``: y when y is a module)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]

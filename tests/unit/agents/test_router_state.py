@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from pushstream.agents.router import route_event
+from pushstream.models.values import UserState
 from pushstream.rules.preferences import merge_memory, record_sent
 from pushstream.tables import table_key
 from pushstream.tables.batch import MergingView
@@ -45,7 +46,7 @@ async def test_a_lane_waiting_in_its_flush_does_not_overwrite_the_other_lanes_me
 
 # merge_memory: the pure three-way merge behind it -------------------------------------------------------------
 T0 = 1_000_000.0
-BASES: list[dict[str, Any] | None] = [
+BASES: list[UserState | None] = [
     None,
     {"sent": {}, "counts": {}, "origins": {}},
     record_sent(None, "n-old", "marketing", "2026-11-21", T0 - 100, "o:old"),
@@ -63,7 +64,7 @@ WRITES = [
 @pytest.mark.parametrize("mine", WRITES)
 @pytest.mark.parametrize("theirs", WRITES)
 def test_merge_keeps_both_writes_as_if_they_had_run_one_after_the_other(
-    base: dict[str, Any] | None, mine: tuple[Any, ...], theirs: tuple[Any, ...]
+    base: UserState | None, mine: tuple[Any, ...], theirs: tuple[Any, ...]
 ) -> None:
     if mine[0] == theirs[0]:
         return  # the two lanes never route the same notification id
@@ -74,7 +75,7 @@ def test_merge_keeps_both_writes_as_if_they_had_run_one_after_the_other(
 
 @pytest.mark.parametrize("base", BASES)
 @pytest.mark.parametrize("mine", WRITES)
-def test_merge_without_a_concurrent_write_is_the_new_value(base: dict[str, Any] | None,
+def test_merge_without_a_concurrent_write_is_the_new_value(base: UserState | None,
                                                            mine: tuple[Any, ...]) -> None:
     new = record_sent(base, *mine)
     assert merge_memory(base, base, new) == new

@@ -16,6 +16,7 @@ from pushstream.agents.router import route_event
 from pushstream.config import PipelineSettings
 from pushstream.models import IntentBatch, Invalid, encode
 from pushstream.models.cancel import is_cancel, parse_cancel
+from pushstream.models.values import Devices, Preferences, UserState
 from pushstream.rules.cancel import CANCELLED, cancel_key, is_cancelled, overrule
 from pushstream.rules.fanout import fan_out_user
 from pushstream.rules.preferences import record_sent
@@ -52,8 +53,8 @@ def render(platform: str, locale: str | None) -> dict[str, Any]:
     return {"aps": {"alert": "x"}}
 
 
-def fan(n: dict[str, Any], devices: dict[str, Any], *, prefs: dict[str, Any] | None = None,
-        state: dict[str, Any] | None = None, cancelled: bool, only: list[str] | None = None) -> Any:
+def fan(n: dict[str, Any], devices: Devices, *, prefs: Preferences | None = None,
+        state: UserState | None = None, cancelled: bool, only: list[str] | None = None) -> Any:
     return fan_out_user(n, "demo", "u-1", devices, prefs, state, NOW, configured=lambda p: True, render=render,
                         origin="notifications:0:1", only_devices=only, cancelled=cancelled)
 
@@ -72,7 +73,7 @@ def test_routing_a_cancelled_notification_suppresses_every_device_it_would_reach
 
 def test_a_deferred_device_fired_after_its_cancel_is_cancelled() -> None:
     marketing = notification(channel="marketing", priority="normal")
-    quiet = {"quiet_hours": {"start": "00:00", "end": "23:59"}, "timezone": "UTC"}
+    quiet: Preferences = {"quiet_hours": {"start": "00:00", "end": "23:59"}, "timezone": "UTC"}
     assert fan(marketing, {"d-1": device()}, prefs=quiet, cancelled=False).outcomes[0][2] == "deferred"
     assert fan(marketing, {"d-1": device()}, prefs=quiet, cancelled=True).outcomes == [
         ("d-1", "apns", "suppressed", "cancelled")]

@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 
+from pushstream.models.values import Devices, Preferences, UserState
 from pushstream.rules.fanout import UserFanOut, fan_out_user
 from pushstream.rules.preferences import already_sent, sent_origin
 from tests.unit.factories import APNS_TOKEN, FCM_TOKEN, NOW, device, notification, subscription
 
 ORIGIN = "pushstream.notifications:2:40"
 NIGHT = dt.datetime(2026, 11, 22, 22, 30, tzinfo=dt.UTC)  # 23:30 in Berlin
-BERLIN_QUIET = {"quiet_hours": {"start": "22:00", "end": "07:00"}, "timezone": "Europe/Berlin"}
+BERLIN_QUIET: Preferences = {"quiet_hours": {"start": "22:00", "end": "07:00"}, "timezone": "Europe/Berlin"}
 
 
 class RecordingRenderer:
@@ -29,7 +30,7 @@ class RecordingRenderer:
         return self.reasons.get(platform) or {"platform": platform, "locale": locale}
 
 
-def all_platforms() -> dict[str, dict[str, Any]]:
+def all_platforms() -> Devices:
     return {
         "d-apns": device("d-apns", "apns", locale="de-AT"),
         "d-fcm": device("d-fcm", "fcm"),
@@ -38,10 +39,10 @@ def all_platforms() -> dict[str, dict[str, Any]]:
 
 
 def fan_out(
-    devices: dict[str, dict[str, Any]],
+    devices: Devices,
     *,
-    prefs: dict[str, Any] | None = None,
-    state: dict[str, Any] | None = None,
+    prefs: Preferences | None = None,
+    state: UserState | None = None,
     now: dt.datetime = NOW,
     configured: tuple[str, ...] = ("apns", "fcm", "webpush"),
     render: RecordingRenderer | None = None,
@@ -135,7 +136,7 @@ def test_quiet_hours_in_the_apps_default_zone_defer_the_device() -> None:
     import zoneinfo
 
     night = dt.datetime(2026, 11, 22, 22, 30, tzinfo=dt.UTC)  # 23:30 in Berlin, 17:30 in New York
-    prefs = {"quiet_hours": {"start": "22:00", "end": "07:00"}}
+    prefs: Preferences = {"quiet_hours": {"start": "22:00", "end": "07:00"}}
     deferred = fan_out({"d-1": device("d-1")}, prefs=prefs, now=night, channel="marketing",
                        default_zone=zoneinfo.ZoneInfo("Europe/Berlin"))
     assert deferred.deferred == ["d-1"] and deferred.deliveries == {}
@@ -184,7 +185,7 @@ def test_suppressed_devices_are_reported_and_the_id_remembered_without_counting(
 
 
 def test_a_duplicate_is_reported_per_device_and_changes_no_state() -> None:
-    state = {"sent": {"n-42": NOW.timestamp() - 10}, "counts": {"2026-11-22": {"transactional": 1}}}
+    state: UserState = {"sent": {"n-42": NOW.timestamp() - 10}, "counts": {"2026-11-22": {"transactional": 1}}}
     result = fan_out(all_platforms(), state=state)
     assert result.deliveries == {}
     assert [(d, s, r) for d, _, s, r in result.outcomes] == [
@@ -247,7 +248,7 @@ def test_devices_outside_the_segment_are_skipped_silently() -> None:
 
 
 @pytest.mark.parametrize("devices", [{}, {"d-1": device("d-1", "fcm")}])
-def test_nothing_targeted_records_nothing(devices: dict[str, dict[str, Any]]) -> None:
+def test_nothing_targeted_records_nothing(devices: Devices) -> None:
     result = fan_out(devices, target={"segment": {"platforms": ["apns"]}})
     assert (result.deliveries, result.outcomes, result.state) == ({}, [], None)
 
@@ -260,7 +261,7 @@ def test_expired_notifications_are_suppressed_and_remembered() -> None:
 
 def test_fan_out_does_not_modify_its_inputs() -> None:
     devices = all_platforms()
-    state = {"sent": {"n-1": NOW.timestamp() - 5}, "counts": {"2026-11-22": {"marketing": 1}}, "origins": {}}
+    state: UserState = {"sent": {"n-1": NOW.timestamp() - 5}, "counts": {"2026-11-22": {"marketing": 1}}, "origins": {}}
     before = (copy.deepcopy(devices), copy.deepcopy(state))
     result = fan_out(devices, state=state, channel="marketing", origin=ORIGIN)
     assert (devices, state) == before

@@ -7,6 +7,7 @@ import zoneinfo
 
 import pytest
 
+from pushstream.models.values import Devices, Preferences
 from pushstream.rules.localtime import (
     local_due,
     parse_hhmm,
@@ -140,7 +141,7 @@ def test_user_zone_name() -> None:
 
 def test_split_by_zone_computes_once_per_zone() -> None:
     n = notification(send_at_local="09:00", if_passed="skip", target={"all": True})
-    users = [
+    users: list[tuple[str, Devices, Preferences | None]] = [
         ("u-1", {"d-1": device("d-1", timezone="Europe/Berlin")}, None),
         ("u-2", {"d-1": device("d-1")}, {"timezone": "Europe/Berlin"}),
         ("u-3", {"d-1": device("d-1", timezone="Australia/Lord_Howe"),
@@ -162,7 +163,8 @@ def test_split_by_zone_computes_once_per_zone() -> None:
 def test_split_by_zone_on_a_date_and_a_segment() -> None:
     n = notification(send_at_local="08:30", send_on="2026-12-24", target={"segment": {"platforms": ["fcm"]}},
                      if_passed="skip")
-    users = [("u-1", {"d-1": device("d-1", timezone="Asia/Kolkata")}, None)]
+    users: list[tuple[str, Devices, Preferences | None]] = [
+        ("u-1", {"d-1": device("d-1", timezone="Asia/Kolkata")}, None)]
     groups, _ = split_by_zone(n, users, NOW, None)
     assert groups == {"Asia/Kolkata": (utc(2026, 12, 24, 3, 0), ["u-1"])}
     _, skipped = split_by_zone({**n, "send_on": "2026-12-01"}, users, NOW, None)

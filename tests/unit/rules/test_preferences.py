@@ -5,10 +5,10 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import zoneinfo
-from typing import Any
 
 import pytest
 
+from pushstream.models.values import Preferences, UserState
 from pushstream.rules import preferences
 from pushstream.rules.preferences import (
     COUNT_DAYS_KEPT,
@@ -48,7 +48,7 @@ def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second:
     return local(UTC, year, month, day, hour, minute, second)
 
 
-def quiet(start: str, end: str) -> dict[str, Any]:
+def quiet(start: str, end: str) -> Preferences:
     return {"quiet_hours": {"start": start, "end": end}}
 
 
@@ -81,7 +81,7 @@ def quiet(start: str, end: str) -> dict[str, Any]:
         ),
     ],
 )
-def test_opted_in(prefs: dict[str, Any] | None, channel: str, category: str | None, expected: bool) -> None:
+def test_opted_in(prefs: Preferences | None, channel: str, category: str | None, expected: bool) -> None:
     assert opted_in(prefs, channel, category) is expected
 
 
@@ -101,7 +101,7 @@ def test_opted_in(prefs: dict[str, Any] | None, channel: str, category: str | No
     ],
 )
 def test_user_zone_prefers_the_users_setting_then_the_device(
-    prefs: dict[str, Any] | None, device_tz: str | None, expected: dt.tzinfo
+    prefs: Preferences | None, device_tz: str | None, expected: dt.tzinfo
 ) -> None:
     assert user_zone(prefs, device_tz) == expected
 
@@ -142,7 +142,7 @@ def test_user_zone_prefers_the_users_setting_then_the_device(
     ],
 )
 def test_quiet_hours_end_in_berlin(
-    prefs: dict[str, Any] | None, now: dt.datetime, expected: dt.datetime | None
+    prefs: Preferences | None, now: dt.datetime, expected: dt.datetime | None
 ) -> None:
     assert quiet_hours_end(prefs, BERLIN, now) == expected
 
@@ -286,7 +286,7 @@ DAY = "2026-11-22"
     ],
 )
 def test_cap_exceeded(
-    prefs: dict[str, Any] | None, state: dict[str, Any] | None, channel: str, expected: bool
+    prefs: Preferences | None, state: UserState | None, channel: str, expected: bool
 ) -> None:
     assert cap_exceeded(prefs, state, channel, DAY) is expected
 
@@ -325,7 +325,7 @@ def test_record_sent_without_a_delivery_remembers_the_id_but_does_not_count(
 
 
 def test_record_sent_forgets_ids_older_than_the_memory_window() -> None:
-    state = {
+    state: UserState = {
         "sent": {"old": NOW_TS - SENT_MEMORY_SECONDS, "recent": NOW_TS - SENT_MEMORY_SECONDS + 1},
         "counts": {},
     }
@@ -334,7 +334,7 @@ def test_record_sent_forgets_ids_older_than_the_memory_window() -> None:
 
 
 def test_record_sent_memory_is_bounded_and_keeps_the_newest() -> None:
-    state: dict[str, Any] | None = None
+    state: UserState | None = None
     for i in range(SENT_MEMORY_MAX + 50):
         state = record_sent(state, f"n-{i}", None, None, NOW_TS + i)
     assert state is not None
@@ -344,7 +344,7 @@ def test_record_sent_memory_is_bounded_and_keeps_the_newest() -> None:
 
 
 def test_record_sent_keeps_only_the_most_recent_day_buckets() -> None:
-    state: dict[str, Any] | None = None
+    state: UserState | None = None
     days = ["2026-11-19", "2026-11-20", "2026-11-21", "2026-11-22"]
     for i, day in enumerate(days):
         state = record_sent(state, f"n-{i}", "marketing", day, NOW_TS + i)
@@ -409,6 +409,6 @@ TOKYO = zoneinfo.ZoneInfo("Asia/Tokyo")
     ],
 )
 def test_user_zone_falls_back_to_the_apps_default_zone(
-    prefs: dict[str, Any] | None, device_tz: str | None, expected: dt.tzinfo
+    prefs: Preferences | None, device_tz: str | None, expected: dt.tzinfo
 ) -> None:
     assert user_zone(prefs, device_tz, TOKYO) == expected

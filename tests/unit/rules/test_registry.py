@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
+from pushstream.models.values import Devices
 from pushstream.rules.keys import token_fingerprint
 from pushstream.rules.registry import (
     deactivate,
@@ -151,13 +152,13 @@ def test_register_does_not_modify_its_input() -> None:
 
 
 def test_unregister_removes_only_that_device() -> None:
-    devices = {"d-1": device("d-1"), "d-2": device("d-2", "fcm")}
+    devices: Devices = {"d-1": device("d-1"), "d-2": device("d-2", "fcm")}
     assert unregister(devices, "d-1") == {"d-2": devices["d-2"]}
     assert set(devices) == {"d-1", "d-2"}
 
 
 def test_unregister_of_an_unknown_device_changes_nothing() -> None:
-    devices = {"d-1": device("d-1")}
+    devices: Devices = {"d-1": device("d-1")}
     assert unregister(devices, "d-9") == devices
     assert unregister({}, "d-1") == {}
 
@@ -166,7 +167,7 @@ def test_unregister_of_an_unknown_device_changes_nothing() -> None:
 
 
 def test_deactivate_keeps_the_device_visible_with_the_reason() -> None:
-    devices = {"d-1": device("d-1"), "d-2": device("d-2", "fcm")}
+    devices: Devices = {"d-1": device("d-1"), "d-2": device("d-2", "fcm")}
     changed = deactivate(devices, "d-1", devices["d-1"]["fingerprint"], "BadDeviceToken", T2)
 
     assert changed is not None
@@ -250,7 +251,9 @@ def test_a_preference_event_replaces_only_the_fields_it_names() -> None:
         ("max_per_day", {"marketing": 2}, {}),
     ],
 )
-def test_null_clears_a_field_back_to_its_default(name: str, value: Any, cleared: Any) -> None:
+def test_null_clears_a_field_back_to_its_default(
+    name: Literal["channels", "categories", "quiet_hours", "timezone", "max_per_day"], value: Any, cleared: Any
+) -> None:
     current = merge_preferences(None, pref_event(**{name: value}), T0)
     merged = merge_preferences(
         current, {"app_id": "demo", "user_id": "u-1", "fields": [name], name: None}, T1

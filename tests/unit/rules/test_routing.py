@@ -3,28 +3,29 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from pushstream.models.values import Device, Preferences, UserState
 from pushstream.rules.routing import DELIVER, SKIP, RouteDecision, decide
 from tests.unit.factories import NOW, device, notification
 
-BERLIN_QUIET = {"quiet_hours": {"start": "22:00", "end": "07:00"}, "timezone": "Europe/Berlin"}
+BERLIN_QUIET: Preferences = {"quiet_hours": {"start": "22:00", "end": "07:00"}, "timezone": "Europe/Berlin"}
 # 22:30 UTC on 2026-11-22 is 23:30 in Berlin: inside the user's quiet hours, which end 07:00 CET = 06:00 UTC.
 NIGHT = dt.datetime(2026, 11, 22, 22, 30, tzinfo=dt.UTC)
 QUIET_END = dt.datetime(2026, 11, 23, 6, 0, tzinfo=dt.UTC)
-SENT_N42 = {"sent": {"n-42": NOW.timestamp() - 60}, "counts": {}}
-CAPPED = {"max_per_day": {"marketing": 1}}
-CAPPED_STATE = {"sent": {}, "counts": {"2026-11-22": {"marketing": 1}}}
-MARKETING_OPT_OUT = {"channels": {"marketing": False}}
+SENT_N42: UserState = {"sent": {"n-42": NOW.timestamp() - 60}, "counts": {}}
+CAPPED: Preferences = {"max_per_day": {"marketing": 1}}
+CAPPED_STATE: UserState = {"sent": {}, "counts": {"2026-11-22": {"marketing": 1}}}
+MARKETING_OPT_OUT: Preferences = {"channels": {"marketing": False}}
 INACTIVE = device(active=False, inactive_reason="Unregistered")
 
 
 def verdict(
-    dev: dict[str, Any] | None = None,
-    prefs: dict[str, Any] | None = None,
-    state: dict[str, Any] | None = None,
+    dev: Device | None = None,
+    prefs: Preferences | None = None,
+    state: UserState | None = None,
     now: dt.datetime = NOW,
     app_id: str = "demo",
     **n: Any,
@@ -123,7 +124,7 @@ def test_decide_in_the_contract_order(kwargs: dict[str, Any], expected: RouteDec
 
 
 def test_quiet_hours_use_the_device_time_zone_when_the_user_has_none() -> None:
-    prefs = {"quiet_hours": {"start": "22:00", "end": "07:00"}}
+    prefs: Preferences = {"quiet_hours": {"start": "22:00", "end": "07:00"}}
     # 22:30 UTC: 23:30 in Berlin (quiet), 17:30 in New York (not quiet)
     berlin = verdict(device(timezone="Europe/Berlin"), prefs, channel="marketing", now=NIGHT)
     new_york = verdict(device(timezone="America/New_York"), prefs, channel="marketing", now=NIGHT)
@@ -141,8 +142,8 @@ def test_the_users_time_zone_wins_over_the_device_time_zone() -> None:
 def test_the_frequency_cap_counts_the_users_local_day() -> None:
     # 23:30 UTC on 2026-11-22 is already 2026-11-23 in Berlin.
     late = dt.datetime(2026, 11, 22, 23, 30, tzinfo=dt.UTC)
-    state = {"counts": {"2026-11-23": {"marketing": 1}}}
-    berlin = {**CAPPED, "timezone": "Europe/Berlin"}
+    state: UserState = {"counts": {"2026-11-23": {"marketing": 1}}}
+    berlin: Preferences = {**CAPPED, "timezone": "Europe/Berlin"}
     assert verdict(prefs=berlin, state=state, channel="marketing", now=late) == RouteDecision(
         "suppressed", "frequency_cap"
     )
@@ -150,14 +151,14 @@ def test_the_frequency_cap_counts_the_users_local_day() -> None:
 
 
 def test_a_device_without_an_active_flag_counts_as_active() -> None:
-    legacy = {k: v for k, v in device().items() if k != "active"}
+    legacy = cast(Device, {k: v for k, v in device().items() if k != "active"})
     assert verdict(legacy) == DELIVER
 
 
 def test_quiet_hours_fall_back_to_the_apps_default_zone_when_neither_user_nor_device_has_one() -> None:
     import zoneinfo
 
-    prefs = {"quiet_hours": {"start": "22:00", "end": "07:00"}}
+    prefs: Preferences = {"quiet_hours": {"start": "22:00", "end": "07:00"}}
     n = notification(channel="marketing")
     berlin, new_york = zoneinfo.ZoneInfo("Europe/Berlin"), zoneinfo.ZoneInfo("America/New_York")
     # 22:30 UTC: 23:30 in Berlin (quiet), 17:30 in New York (not), 22:30 in UTC (quiet, ends 07:00 UTC)
