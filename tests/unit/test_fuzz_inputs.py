@@ -46,7 +46,7 @@ from tests.strategies import (
 )
 from tests.unit.factories import APP_ID, device, settings
 
-EXAMPLES = int(os.environ.get("PUSHSTREAM_FUZZ_EXAMPLES", "200"))
+EXAMPLES = int(os.environ.get("PUSHSTREAM_FUZZ_EXAMPLES", "100"))
 fuzz = hsettings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 SETTINGS = settings()
