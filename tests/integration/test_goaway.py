@@ -91,7 +91,9 @@ async def test_goaway_every_50_requests_loses_nothing_and_repeats_nothing(
     assert sum(accepted.values()) == statuses["delivered"] == devices  # the fakes' accepted requests == deliveries
     assert dead == []
     for provider in PROVIDERS:
-        # Every connection was cut after 50 requests: at least devices/50 GOAWAYs per provider.
-        assert report[provider]["goaways"] >= USERS // GOAWAY_AFTER, report
+        # No connection carried more than 50 requests, and GOAWAYs cut them: the last connection, and one the
+        # sender replaced itself (idle, reconnect), may end without one.
+        assert report[provider]["connections"] >= USERS // GOAWAY_AFTER, report
+        assert report[provider]["goaways"] >= report[provider]["connections"] - 3, report
         assert report[provider]["requests"] == USERS, report  # processed once each; unprocessed ones resent
     assert router.alive() and sender.alive()
