@@ -16,10 +16,10 @@ from faust.types import EventT, StreamT
 from pushstream import metrics
 from pushstream.agents.io import Context, Outbox, event_batches, message_time
 from pushstream.config import Settings
-from pushstream.models.base import Invalid, iso, load_json_object
-from pushstream.models.registry import parse_device_event, parse_preference_event
+from pushstream.models.base import Invalid, iso
+from pushstream.models.inputs import decode_device, decode_preference
 
-Parser = Callable[[dict[str, Any], Any], faust.Record]
+Parser = Callable[[bytes | None, Settings], faust.Record]
 
 
 def rekey_batch(events: list[EventT], kind: str, parse: Parser, settings: Settings,
@@ -28,8 +28,7 @@ def rekey_batch(events: list[EventT], kind: str, parse: Parser, settings: Settin
     good: list[dict[str, Any]] = []
     for event in events:
         try:
-            data = load_json_object(event.message.value, max_bytes=settings.limits.max_record_bytes)
-            record: Any = parse(data, settings)
+            record: Any = parse(event.message.value, settings)
         except Invalid as error:
             outbox.dead_letter(event, error, kind)
             continue
@@ -55,5 +54,5 @@ def register(ctx: Context) -> None:
 
         ctx.app.agent(source, name=f"pushstream.ingest_{kind}")(ingest)
 
-    ingest_agent(ctx.topics.devices_in, "device", parse_device_event)
-    ingest_agent(ctx.topics.preferences_in, "preference", parse_preference_event)
+    ingest_agent(ctx.topics.devices_in, "device", decode_device)
+    ingest_agent(ctx.topics.preferences_in, "preference", decode_preference)

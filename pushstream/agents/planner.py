@@ -15,9 +15,8 @@ from pushstream import metrics
 from pushstream.agents.io import Context, Outbox, event_batches, message_time
 from pushstream.agents.scheduler import add_command
 from pushstream.models import IntentBatch, NotificationRequest, ScheduleCommands
-from pushstream.models.base import Invalid, iso, load_json_object
-from pushstream.models.cancel import is_cancel, parse_cancel
-from pushstream.models.notifications import parse_notification
+from pushstream.models.base import Invalid, iso
+from pushstream.models.inputs import CancelRequest, decode_notification
 from pushstream.rules.audit import audit_record, request_id_of
 from pushstream.rules.keys import by_partition, user_key
 
@@ -79,14 +78,12 @@ def plan_batch(ctx: Context, events: list[EventT], outbox: Outbox) -> None:
     settings = ctx.rt.settings
     for event in events:
         try:
-            data = load_json_object(event.message.value, max_bytes=settings.limits.max_record_bytes)
             message = event.message
             origin = f"{message.topic}:{message.partition}:{message.offset}"
-            if is_cancel(data):
-                app_id, notification_id = parse_cancel(data, settings)
-                plan_cancel(ctx, app_id, notification_id, origin, message_time(event), outbox)
+            request = decode_notification(message.value, settings, received_at=message_time(event))
+            if isinstance(request, CancelRequest):
+                plan_cancel(ctx, request.app_id, request.id, origin, message_time(event), outbox)
                 continue
-            request = parse_notification(data, settings, received_at=message_time(event))
             plan(ctx, request, origin, outbox, time.time())
             audit_kafka_request(ctx, event, request, outbox)
         except Invalid as error:

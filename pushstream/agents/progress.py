@@ -25,8 +25,8 @@ from faust.types import EventT, StreamT, TableT
 from pushstream import metrics
 from pushstream.agents.io import Context, Outbox, event_batches
 from pushstream.models import decode
-from pushstream.models.base import Invalid, load_json_object
-from pushstream.models.engagement import parse_engagement
+from pushstream.models.base import Invalid
+from pushstream.models.inputs import decode_engagement
 from pushstream.models.internal import DeadLetterCounts, ProgressBatch
 from pushstream.rules.dead_letters import count_dead_letters, dead_letter_app
 from pushstream.rules.engagement import OpenItem, apply_opens
@@ -125,8 +125,7 @@ def engagement_items(ctx: Context, events: list[EventT], outbox: Outbox) -> list
     items = []
     for event in events:
         try:
-            data = load_json_object(event.message.value, max_bytes=settings.limits.max_record_bytes)
-            items.append(parse_engagement(data, settings))
+            items.append(decode_engagement(event.message.value, settings))
         except Invalid as error:
             outbox.dead_letter(event, error, "engagement")
         except Exception as error:  # never crash on input

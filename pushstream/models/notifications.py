@@ -7,7 +7,7 @@ import faust
 
 from pushstream.config import Settings
 from pushstream.models.base import Fields, Invalid, parse_hhmm
-from pushstream.models.registry import PLATFORMS, known_app
+from pushstream.models.registry import PLATFORMS, is_version, known_app
 from pushstream.models.variants import parse_variants
 from pushstream.models.vocabulary import DEFAULT_IF_PASSED, IF_PASSED
 
@@ -85,8 +85,9 @@ def _target(value: Any, max_users: int) -> dict[str, Any]:
                 raise Invalid("bad_target", f"'target.segment.{key}' must be a list of strings")
         if any(p not in PLATFORMS for p in spec.get("platforms", [])):
             raise Invalid("unknown_platform", f"'target.segment.platforms' must be among {', '.join(PLATFORMS)}")
-        if "app_version_gte" in spec and not isinstance(spec["app_version_gte"], str):
-            raise Invalid("bad_target", "'target.segment.app_version_gte' must be a version string")
+        # Checked like a device's app_version: a run of thousands of digits would stop the router's comparison.
+        if "app_version_gte" in spec and not is_version(spec["app_version_gte"]):
+            raise Invalid("bad_target", "'target.segment.app_version_gte' must be a dotted version (e.g. 6.4.1)")
         return {"segment": spec}
     raise Invalid("bad_target", f"unknown target {kind!r}: use user_ids, segment, all or test_devices")
 

@@ -25,8 +25,10 @@ from pushstream.models.identity import token_fingerprint
 
 PREFIX = "redacted"
 _SECRET_KEYS = ("p256dh", "auth")
-# The same fields in text that is not JSON (a malformed record, an exception message).
-_TEXT_TOKEN = re.compile(r'(["\']?(?:token|p256dh|auth)["\']?\s*[:=]\s*)("(?:[^"\\]|\\.)*"|\'[^\']*\'|[^\s,;}\]\'"]+)')
+# The same fields in text that is not JSON (a malformed record, an exception message). A quoted value left
+# unterminated (a record cut short just after an address) runs to the end of the text and is redacted whole.
+_TEXT_TOKEN = re.compile(
+    r'(["\']?(?:token|p256dh|auth)["\']?\s*[:=]\s*)("(?:[^"\\]|\\.)*(?:"|\\?\Z)|\'[^\']*(?:\'|\Z)|[^\s,;}\]\'"]+)')
 _TEXT_ENDPOINT = re.compile(r'(["\']?endpoint["\']?\s*[:=]\s*["\']?)([a-zA-Z][a-zA-Z0-9+.-]*://[^/\s"\']*)([^\s"\',;}]*)')
 # Address-shaped runs anywhere in text: an APNs token (64+ hex digits) or an FCM registration token (100+
 # characters of its alphabet). Ids pushstream itself prints (uuids, notification ids) are far shorter.

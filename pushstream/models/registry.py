@@ -58,6 +58,11 @@ class PreferenceEvent(faust.Record, include_metadata=False):
     max_per_day: Optional[dict] = None
 
 
+def is_version(value: Any) -> bool:
+    """A dotted version as devices report it (`app_version`) and segments compare it (`app_version_gte`)."""
+    return isinstance(value, str) and len(value) <= 64 and _VERSION.fullmatch(value) is not None
+
+
 def known_app(settings: Settings, fields: Fields) -> tuple[str, AppSettings]:
     app_id = fields.text("app_id", max_len=128)
     app = settings.app(app_id)
@@ -164,7 +169,7 @@ def parse_device_event(data: dict[str, Any], settings: Settings) -> DeviceEvent:
     if locale is not None and not _LOCALE.fullmatch(locale):
         raise Invalid("bad_field", f"'locale' {locale!r} is not a language tag")
     app_version = f.text("app_version", required=False, max_len=64)
-    if app_version is not None and not _VERSION.fullmatch(app_version):
+    if app_version is not None and not is_version(app_version):
         raise Invalid("bad_field", f"'app_version' {app_version!r} is not a dotted version")
     return DeviceEvent(
         type=kind,

@@ -19,11 +19,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from pushstream import logs, metrics
 from pushstream.agents.io import Context
-from pushstream.models.base import Invalid, iso, load_json_object
+from pushstream.models.base import Invalid, iso
 from pushstream.models.cancel import parse_cancel
-from pushstream.models.engagement import parse_engagement
-from pushstream.models.notifications import parse_notification
-from pushstream.models.registry import parse_device_event
+from pushstream.models.inputs import decode_body
 from pushstream.rules.audit import REQUEST_ID_HEADER, audit_record, clean_user_agent, key_fingerprint
 from pushstream.rules.keys import user_key
 from pushstream.rules.registry import public_device
@@ -153,20 +151,15 @@ def register(ctx: Context, ready_checks: Callable[[], dict[str, bool]] | None = 
         limit = settings.limits.max_record_bytes
         try:
             raw = await read_body(request, limit)
-            data = load_json_object(raw, max_bytes=limit)
-            if data.setdefault("app_id", app_id) != app_id:
-                raise Invalid("bad_field", "'app_id' in the body differs from the URL")
-            if kind == "notification":
-                record: Any = parse_notification(data, settings, received_at=time.time())
-                key, to = record.id, ctx.topics.notifications_in
-            elif kind == "event":
-                record = parse_engagement(data, settings)
-                key, to = record.user_id, ctx.topics.engagement_in
-            else:
-                record = parse_device_event(data, settings)
-                key, to = record.user_id, ctx.topics.devices_in
+            record, data = decode_body(kind, raw, app_id, settings, received_at=time.time())
         except Invalid as exc:
             return error(view, 400, exc.reason, exc.detail)
+        if kind == "notification":
+            key, to = record.id, ctx.topics.notifications_in
+        elif kind == "event":
+            key, to = record.user_id, ctx.topics.engagement_in
+        else:
+            key, to = record.user_id, ctx.topics.devices_in
         # The validated original goes to the input topic, so HTTP and Kafka producers take the same path.
         if kind == "notification":
             await audited_send(request, record, data)

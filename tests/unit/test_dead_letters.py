@@ -20,8 +20,8 @@ from pushstream.agents.router import route_event
 from pushstream.agents.senders import SenderService
 from pushstream.models import DeliveryBatch, UserEvents, encode
 from pushstream.models.dlq import DeadLetter, dead_letter
+from pushstream.models.inputs import decode_device
 from pushstream.models.redact import redact, redact_bytes, redact_text
-from pushstream.models.registry import parse_device_event
 from pushstream.providers.outcome import Action, Verdict
 from pushstream.rules.keys import token_fingerprint
 from pushstream.rules.settle import RetryPolicy, settle
@@ -140,7 +140,7 @@ def test_ingest_dead_letters_carry_coordinates_and_no_address() -> None:
         b'{"type": "register", "token": "' + FCM_TOKEN.encode() + b'"',
     ]
     outbox = Outbox(outbox_ctx())
-    good = rekey_batch([message_event(v, i) for i, v in enumerate(bad)], "device", parse_device_event, settings(),
+    good = rekey_batch([message_event(v, i) for i, v in enumerate(bad)], "device", decode_device, settings(),
                        outbox)
     assert good == []
     letters = [letter_of(value) for topic, _key, value, _p in outbox._pending]
