@@ -10,10 +10,9 @@ from typing import Any, NamedTuple
 from pushstream.config import Settings
 from pushstream.models.base import Invalid, load_json_object
 from pushstream.models.cancel import is_cancel, parse_cancel
-from pushstream.models.engagement import parse_engagement
+from pushstream.models.engagement import OpenItem, parse_engagement
 from pushstream.models.notifications import NotificationRequest, parse_notification
 from pushstream.models.registry import DeviceEvent, PreferenceEvent, parse_device_event, parse_preference_event
-from pushstream.rules.engagement import OpenItem
 
 # The kinds of HTTP body (POST /v1/apps/{app_id}/notifications, /events, /devices).
 BODY_KINDS = ("notification", "event", "device")
