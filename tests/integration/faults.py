@@ -61,6 +61,11 @@ class LocalKafka:
         self.ctl("stop")
 
     def reset(self) -> None:
+        """Stop and remove the data. A cluster's nodes are SIGKILLed first: its data is thrown away, and a
+        controlled shutdown of three nodes at once costs seconds for nothing."""
+        if self.brokers > 1:
+            for node in range(1, self.brokers + 1):
+                self.kill_broker(node)
         self.ctl("reset")
 
     def kill_broker(self, node: int) -> None:
