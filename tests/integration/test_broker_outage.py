@@ -6,10 +6,11 @@ children), the fakes. The broker is stopped once 30% of the devices were pushed 
 on the same data dir. The children either kept their pids through the outage or were restarted by the
 supervisor; the test reports which, and requires the supervisor itself to have stayed up.
 
-The bound: requests in flight when the broker went away belong to a transaction that can no longer commit;
-the sender aborts it and sends those batches again after the outage: ≤ one bulk batch of ≤ 500 devices per
-platform per transaction that failed, and the outage fails at most the one in progress and the next (the
-sender stops polling while it cannot commit), so ≤ 2 x 500 x 2.
+The bound: requests in flight when the broker went away belong to a transaction that may not commit (when the
+outage, with the broker's stop and start, outlasts the senders' 60 s transaction deadline, the bulk sender
+process exits and the supervisor restarts it); those batches are sent again after the outage: ≤ one bulk
+batch of ≤ 500 devices per platform per transaction that failed, the one in progress and at most the next
+(the sender stops polling while it cannot commit), so ≤ 2 x 500 x 2.
 """
 
 from __future__ import annotations
