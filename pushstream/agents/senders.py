@@ -52,6 +52,18 @@ from pushstream.topology import TopicLayout, kafka_bootstrap
 
 log = logging.getLogger(__name__)
 
+TRANSACTION_TIMEOUT_MS = 15000
+# An attempt at a poll's transaction is not awaited past this (well past TRANSACTION_TIMEOUT_MS, after which the
+# broker aborts it anyway, so a broker outage of tens of seconds is waited through): a producer whose sender
+# routine died (OutOfOrderSequenceNumber after the broker restarted, seen in tests/integration/
+# test_broker_outage.py) never completes it. The service dies
+# instead and its process is restarted: the new producer fences the old one and the poll is redone.
+TRANSACTION_DEADLINE = 4 * TRANSACTION_TIMEOUT_MS / 1000
+
+
+class TransactionStuck(RuntimeError):
+    """A poll's transaction did not end within TRANSACTION_DEADLINE."""
+
 Record = tuple[str, bytes | None, bytes, int | None]  # topic, key, value, partition
 
 
@@ -243,7 +255,7 @@ class SenderService:
         self._producer = AIOKafkaProducer(
             bootstrap_servers=self.servers, transactional_id=f"{self.group}-{self.instance}",
             enable_idempotence=True, acks="all", linger_ms=2, max_batch_size=512 * 1024, compression_type="lz4",
-            max_request_size=4 * 1024 * 1024, transaction_timeout_ms=15000)
+            max_request_size=4 * 1024 * 1024, transaction_timeout_ms=TRANSACTION_TIMEOUT_MS)
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.servers, group_id=self.group, enable_auto_commit=False,
@@ -536,11 +548,21 @@ class SenderService:
         """Write the outcome and commit the input offsets in one transaction."""
         producer = self._producer
         assert producer is not None
+        async def transact() -> None:
+            async with producer.transaction():
+                await self._send_all(producer, records)
+                await producer.send_offsets_to_transaction(offsets, self.group)
+
         for attempt in range(1, 6):
+            # asyncio.wait, not wait_for: cancelling a stuck attempt would wait for its abort, which is stuck too.
+            task = asyncio.ensure_future(transact())
+            done, _ = await asyncio.wait({task}, timeout=TRANSACTION_DEADLINE)
+            if not done:
+                log.error("sender %s: a transaction did not end within %.0fs; stopping so the process is restarted",
+                          self.lane, TRANSACTION_DEADLINE)
+                raise TransactionStuck(f"sender {self.lane}: transaction stuck for {TRANSACTION_DEADLINE:.0f}s")
             try:
-                async with producer.transaction():
-                    await self._send_all(producer, records)
-                    await producer.send_offsets_to_transaction(offsets, self.group)
+                task.result()
                 return
             except Exception as exc:
                 if attempt == 5:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
 import signal
 from collections.abc import Sequence
 
@@ -25,6 +26,10 @@ from pushstream.runtime import Runtime
 from pushstream.web import errors
 
 log = logging.getLogger("pushstream.sender")
+
+# After a service died, the others get this long to stop before the process exits anyway: a producer broken
+# by a broker restart may never finish closing, and a restart is what the dead service needs.
+STOP_AFTER_DEATH_SECONDS = 45.0
 
 
 def install_uvloop() -> bool:
@@ -97,13 +102,27 @@ async def serve(rt: Runtime, *, lanes: Sequence[str], platforms: Sequence[str], 
                     log.error("a sender service died", exc_info=task.exception())
     finally:
         lag.cancel()
-        for service in services:
-            try:
-                await service.stop()
-            except Exception:
-                log.exception("stopping %s/%s", service.lane, service.platforms)
-        await runner.cleanup()
+        stopping = asyncio.ensure_future(stop_all(services, runner))
+        finished, _ = await asyncio.wait({stopping}, timeout=STOP_AFTER_DEATH_SECONDS if code else None)
+        if code:
+            # A dead service may leave a task that never ends (a stuck transaction's abort), and asyncio.run
+            # waits for every task on the way out: exit here. Nothing is left to save, the offsets commit with
+            # each poll's transaction.
+            if not finished:
+                log.error("sender services did not stop within %.0fs after one died", STOP_AFTER_DEATH_SECONDS)
+            log.error("exiting %d for a restart", code)
+            logging.shutdown()
+            os._exit(code)
     return code
+
+
+async def stop_all(services: Sequence[SenderService], runner: web.AppRunner) -> None:
+    for service in services:
+        try:
+            await service.stop()
+        except Exception:
+            log.exception("stopping %s/%s", service.lane, service.platforms)
+    await runner.cleanup()
 
 
 def run(rt: Runtime, *, lanes: Sequence[str] = LANES, platforms: Sequence[str] = PLATFORMS,

@@ -58,17 +58,22 @@ def dev_app_config(setup: dict[str, Any], api_keys: list[str]) -> dict[str, Any]
     }
 
 
-def write_topics_file(path: Path, source: Path, partitions: int | None = None) -> Path:
+def write_topics_file(path: Path, source: Path, partitions: int | None = None,
+                      replication_factor: int | None = None) -> Path:
     """A copy of the topics file ``source`` at ``path``, with every topic (and the user partitions) at
-    ``partitions`` partitions if given: a test or benchmark run's own layout."""
-    if partitions is None:
+    ``partitions`` partitions and the default replication factor at ``replication_factor`` if given: a test or
+    benchmark run's own layout."""
+    if partitions is None and replication_factor is None:
         shutil.copyfile(source, path)
         return path
     layout = yaml.safe_load(source.read_text())
-    layout["user_partitions"] = partitions
-    for spec in layout["topics"].values():
-        if "partitions" in spec:
-            spec["partitions"] = partitions
+    if partitions is not None:
+        layout["user_partitions"] = partitions
+        for spec in layout["topics"].values():
+            if "partitions" in spec:
+                spec["partitions"] = partitions
+    if replication_factor is not None:
+        layout["replication_factor"] = replication_factor
     path.write_text(yaml.safe_dump(layout, sort_keys=False))
     return path
 

@@ -60,6 +60,7 @@ class Deployment:
     config_path: Path
     partitions: int
     apps: dict[str, Any]
+    broker: str = BROKER  # bootstrap servers, host:port[,host:port…]
 
     def topic(self, name: str) -> str:
         return f"{self.prefix}{name}"
@@ -75,22 +76,25 @@ class Deployment:
 
 
 def make_deployment(root: Path, *, partitions: int = 4, apps: dict[str, Any] | None = None,
-                    apply: bool = True) -> Deployment:
-    """Write pushstream.yaml and a topics.yaml with ``partitions`` everywhere, then `pushstream topics apply`."""
+                    apply: bool = True, broker: str = BROKER, replication_factor: int = 1) -> Deployment:
+    """Write pushstream.yaml and a topics.yaml with ``partitions`` everywhere, then `pushstream topics apply`.
+    ``broker``: another broker or cluster than the shared one (host:port, comma-separated)."""
     root.mkdir(parents=True, exist_ok=True)
-    write_topics_file(root / "topics.yaml", ROOT / "topics.yaml", partitions)
+    write_topics_file(root / "topics.yaml", ROOT / "topics.yaml", partitions, replication_factor)
     prefix = f"t{uuid.uuid4().hex[:10]}."
     CREATED_PREFIXES.append(prefix)
     apps = apps if apps is not None else {"demo": {"api_keys": [DEMO_KEY]}, "other": {"api_keys": [OTHER_KEY]}}
     config = {
-        "kafka": {"broker": f"kafka://{BROKER}", "topic_prefix": prefix, "topics_file": "topics.yaml"},
+        "kafka": {"broker": ";".join(f"kafka://{b}" for b in broker.split(",")), "topic_prefix": prefix,
+                  "topics_file": "topics.yaml"},
         "web": {"port": 6066},
         "apps": apps,
         "pipeline": {"ingest_within_seconds": 0.02},
     }
     config_path = root / "pushstream.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    deployment = Deployment(root=root, prefix=prefix, config_path=config_path, partitions=partitions, apps=apps)
+    deployment = Deployment(root=root, prefix=prefix, config_path=config_path, partitions=partitions, apps=apps,
+                            broker=broker)
     if apply:
         deployment.cli("topics", "apply")
     return deployment
@@ -124,7 +128,7 @@ class Kafka:
         self.producer: AIOKafkaProducer | None = None
 
     async def __aenter__(self) -> Kafka:
-        self.producer = AIOKafkaProducer(bootstrap_servers=BROKER, acks="all", linger_ms=5)
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.deployment.broker, acks="all", linger_ms=5)
         await self.producer.start()
         return self
 
@@ -152,7 +156,7 @@ class Kafka:
         """Records the workers' consumer group (default the router's) has not committed yet on these topics."""
         names = [self.deployment.topic(t) for t in topics]
         # read_uncommitted: records of a transaction still open count as not processed yet.
-        async with KafkaSession(BROKER, isolation_level="read_uncommitted") as session:
+        async with KafkaSession(self.deployment.broker, isolation_level="read_uncommitted") as session:
             lag = await session.group_lag(group or f"{self.deployment.prefix}pushstream", names)
         return sum(lag.values())
 
@@ -170,7 +174,8 @@ class Kafka:
         of reading, to catch records that should NOT be there)."""
         # read_committed, as a consumer of the status stream must: a sender that crashes mid-transaction leaves
         # records that are aborted and written again by the next owner.
-        consumer = AIOKafkaConsumer(self.deployment.topic(topic), bootstrap_servers=BROKER, group_id=None,
+        consumer = AIOKafkaConsumer(self.deployment.topic(topic), bootstrap_servers=self.deployment.broker,
+                                    group_id=None,
                                     auto_offset_reset="earliest", enable_auto_commit=False,
                                     isolation_level="read_committed")
         await consumer.start()
@@ -211,13 +216,15 @@ class Stack:
         return webpush_subscription(self.setup["webpush_origin"], bytes.fromhex(self.setup["webpush_seed"]), sid)
 
 
-def make_stack(root: Path, fakes: FakesProcess, *, partitions: int = 4) -> Stack:
+def make_stack(root: Path, fakes: FakesProcess, *, partitions: int = 4, broker: str = BROKER,
+               replication_factor: int = 1) -> Stack:
     """A deployment whose `demo` app sends to the running fakes."""
     client = fakes.client
     assert client is not None
     setup = client.setup()
     apps = {"demo": dev_app_config(setup, [DEMO_KEY]), "other": {"api_keys": [OTHER_KEY]}}
-    deployment = make_deployment(root, partitions=partitions, apps=apps)
+    deployment = make_deployment(root, partitions=partitions, apps=apps, broker=broker,
+                                 replication_factor=replication_factor)
     return Stack(deployment=deployment, fakes=client, setup=setup)
 
 
