@@ -149,7 +149,7 @@ def topic_inputs(topic: str, app_id: str, endpoint: str | None = None) -> st.Sea
     return st.one_of(near, st.binary(max_size=64), near, encoded(json_values), near, damaged(near))
 
 
-# Device addresses that must never leave for anywhere but the provider (rules/redact.py).
+# Device addresses that must never leave for anywhere but the provider (models/redact.py).
 apns_tokens = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)
 fcm_tokens = st.text(alphabet=string.ascii_letters + string.digits + "-_:", min_size=24, max_size=180).map(
     lambda t: "Fcm" + t)

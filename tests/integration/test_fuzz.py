@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import orjson
 from hypothesis import strategies as st
-from pushstream.rules.redact import redact_bytes
+from pushstream.models.redact import redact_bytes
 
 from pushstream.config import load_settings
 from pushstream.models.base import Invalid

@@ -182,7 +182,7 @@ def records_with_addresses(draw: st.DrawFn) -> tuple[bytes, list[str]]:
         # A producer that cut the record short just after an address (the JSON string left unterminated).
         end = raw.index(secrets[0][1].encode()) + len(secrets[0][1])
         raw = raw[:end + draw(st.integers(min_value=0, max_value=1))] + draw(st.sampled_from([b"", b"\\", b" "]))
-    # Redaction goes by field (rules/redact.py): an address counts while its field name is intact. A damaged
+    # Redaction goes by field (models/redact.py): an address counts while its field name is intact. A damaged
     # name ("uoken") makes it an unknown field, kept like any other value.
     return raw, [a for name, a in secrets if f'"{name}":"{a}'.encode() in raw]
 
