@@ -20,7 +20,6 @@ from typing import Any
 import httpx
 import orjson
 from hypothesis import strategies as st
-from pushstream.models.redact import redact_bytes
 
 from pushstream.config import load_settings
 from pushstream.models.base import Invalid
@@ -31,6 +30,7 @@ from pushstream.models.inputs import (
     decode_notification,
     decode_preference,
 )
+from pushstream.models.redact import redact_bytes
 from pushstream.models.status import FINAL_STATUSES
 from pushstream.testing.fakes.control import FakesProcess
 from pushstream.testing.stack import free_port
