@@ -21,12 +21,14 @@ async def test_send_at_and_quiet_hours(tmp_path: Path, fakes: FakesProcess, work
     workers.append(worker)
     worker.wait_ready()
     now = dt.datetime.now(dt.UTC)
-    quiet_end = (now + dt.timedelta(minutes=1)).replace(second=0, microsecond=0)
+    # Quiet hours are whole minutes: end at the first minute boundary at least 40 s away, so the OTP (sent within
+    # seconds) is surely answered inside the quiet window even when the test starts at :59.
+    quiet_end = (now + dt.timedelta(seconds=40 + 60)).replace(second=0, microsecond=0)
     async with Kafka(stack.deployment) as kafka:
         await kafka.publish("pushstream.devices", [
             {"type": "register", "app_id": "demo", "user_id": u, "device_id": f"{u}-android", "platform": "fcm",
              "token": f"fcm-{u}"} for u in ("sleepy", "awake")])
-        # Quiet from this minute to the next, in UTC: marketing waits until `quiet_end`.
+        # Quiet from this minute to `quiet_end`, in UTC: marketing waits until then.
         await kafka.publish("pushstream.preferences", [{
             "app_id": "demo", "user_id": "sleepy", "timezone": "UTC",
             "quiet_hours": {"start": now.strftime("%H:%M"), "end": quiet_end.strftime("%H:%M")}}])
@@ -49,7 +51,7 @@ async def test_send_at_and_quiet_hours(tmp_path: Path, fakes: FakesProcess, work
                     and s["user_id"] == user]
 
         statuses = await kafka.read_json(
-            "pushstream.status", timeout=90,
+            "pushstream.status", timeout=150,
             until=lambda s: outcome(s, "promo", "sleepy") == [("deferred", "quiet_hours"), ("delivered", None)]
             and bool(outcome(s, "later", "awake")))
         by = {(s["notification_id"], s["user_id"], s["status"]): s for s in statuses}
