@@ -6,10 +6,15 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from pushstream.models.base import Invalid, iso
+from pushstream.models.status import FINAL_STATUSES
 from pushstream.rules.dead_letters import count_dead_letters, dead_letter_app
 from pushstream.rules.progress import (
+    STATUS_OF_CODE,
     ProgressUpdate,
     StatusItem,
     UserEntries,
@@ -250,3 +255,44 @@ def test_the_app_of_a_dead_letter_comes_from_its_original_value() -> None:
     assert dead_letter_app({"value": None}) is None
     assert dead_letter_app("nope") is None
     assert dead_letter_app({"value": '{"app_id": 7}'}) is None
+
+
+# --- the document always agrees with the entries ---------------------------------------------------------------
+
+_STATUSES = ["delivered", "invalid_token", "failed", "suppressed", "deferred", "retrying", "dead_lettered"]
+_REASONS = [None, "opt_out", "duplicate", "quiet_hours"]
+
+
+@st.composite
+def _batches(draw: st.DrawFn) -> list[list[dict[str, Any]]]:
+    record_st = st.builds(
+        lambda device, user, status, ms, reason: record(device, status, ms, reason if status == "suppressed" else
+                                                        None, user=user),
+        st.sampled_from(["d-1", "d-2", "d-3"]), st.sampled_from(["u-1", "u-2"]), st.sampled_from(_STATUSES),
+        st.integers(0, 4), st.sampled_from(_REASONS))
+    return draw(st.lists(st.lists(record_st, min_size=1, max_size=6), min_size=1, max_size=6))
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(_batches(), st.data())
+def test_counts_always_match_the_latest_entries(batches: list[list[dict[str, Any]]], data: st.DataObject) -> None:
+    p = Progress()
+    for batch in batches:
+        p.apply(*batch)
+        if data.draw(st.booleans()):
+            p.apply(*batch, offset=p.offset)  # a replay of the same batch after a crash: counts stay
+        entries = [e for user in p.users.values() for d, e in user.items() if d != ""]
+        view = p.view()
+        by_status: dict[str, int] = {}
+        reasons: dict[str, int] = {}
+        for entry in entries:
+            status = STATUS_OF_CODE[entry[0]]
+            by_status[status] = by_status.get(status, 0) + 1
+            if status == "suppressed":
+                reason = entry[2] or "unknown"
+                reasons[reason] = reasons.get(reason, 0) + 1
+        final = sum(1 for e in entries if STATUS_OF_CODE[e[0]] in FINAL_STATUSES)
+        assert view["targeted"] == len(entries)
+        assert view["by_status"] == dict(sorted(by_status.items()))
+        assert view["suppressed_by_reason"] == dict(sorted(reasons.items()))
+        assert view["pending"] == len(entries) - final
