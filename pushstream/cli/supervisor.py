@@ -21,6 +21,8 @@ from typing import IO
 
 import orjson
 
+from pushstream.processes import die_with_parent
+
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
 STABLE_AFTER = 60.0  # a child that ran this long starts its backoff afresh
@@ -41,7 +43,7 @@ class Child:
 
     def start(self, out: IO[bytes], json_lines: bool = False) -> None:
         self.process = subprocess.Popen(self.argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+                                        start_new_session=True, preexec_fn=die_with_parent())
         self.started_at = time.monotonic()
         assert self.process.stdout is not None
         tag = json_tagger(self.name) if json_lines else prefix_tagger(self.name)

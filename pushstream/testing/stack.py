@@ -19,6 +19,8 @@ from typing import Any, Self
 import httpx
 import yaml
 
+from pushstream.processes import die_with_parent
+
 BIN = Path(sys.executable).parent
 
 
@@ -90,7 +92,9 @@ def spawn(argv: list[str], *, config_path: Path, worker_id: str, log_path: Path,
     env.update(extra_env or {})
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
-        return subprocess.Popen(argv, env=env, cwd=config_path.parent, stdout=log, stderr=subprocess.STDOUT)
+        # Stopped with the harness even when it is killed: an orphaned role keeps consuming and loads the machine.
+        return subprocess.Popen(argv, env=env, cwd=config_path.parent, stdout=log, stderr=subprocess.STDOUT,
+                                preexec_fn=die_with_parent())
 
 
 class Deadline:

@@ -14,6 +14,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from pushstream.processes import die_with_parent
+
 
 def chromium_path() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -48,7 +50,7 @@ class Browser:
             [chromium_path(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
              "--no-first-run", "--no-default-browser-check", "--disable-extensions", "--disable-background-networking",
              f"--user-data-dir={self.profile}", "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
-             "about:blank"], stdout=log, stderr=subprocess.STDOUT)
+             "about:blank"], stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent())
         port_file = self.profile / "DevToolsActivePort"
         deadline = time.monotonic() + 60
         while not (port_file.exists() and port_file.read_text().strip()):

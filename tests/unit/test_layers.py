@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("models", ("pushstream.models",)),
     ("rules", ("pushstream.rules",)),
     ("edges", ("pushstream.providers", "pushstream.hooks", "pushstream.credentials", "pushstream.kafkatools",
-               "pushstream.metrics", "pushstream.logs")),
+               "pushstream.metrics", "pushstream.logs", "pushstream.processes")),
     ("runtime", ("pushstream.runtime", "pushstream.tables")),
     ("agents", ("pushstream.agents",)),
     ("web", ("pushstream.web",)),

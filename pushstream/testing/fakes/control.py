@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import orjson
 
+from pushstream.processes import die_with_parent
 from pushstream.testing.fakes.server import READY_FILE
 
 _REPO_ROOT = Path(__file__).resolve().parents[3]  # so the child imports this very checkout
@@ -192,6 +193,7 @@ class FakesProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
+                preexec_fn=die_with_parent(),  # never outlives a killed test run or benchmark
             )
         deadline = time.monotonic() + self.startup_timeout
         while True:
