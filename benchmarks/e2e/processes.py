@@ -32,7 +32,7 @@ class RoleProcess(WorkerProcess):
         # One worker id per process (its name), kept across restarts.
         self.process = spawn([str(BIN / "pushstream"), "worker", "--no-apply", *self.argv],
                              config_path=self.config_path, worker_id=self.name, log_path=self.log_path,
-                             extra_env=self.extra_env)
+                             extra_env=self.extra_env, tied=self.tied)
         return self
 
     @property
@@ -45,7 +45,8 @@ def make_processes(args: argparse.Namespace, config_path: Path, run_dir: Path,
     """The pushstream processes of the deployment; the first one is the one the recovery phase restarts."""
     def proc(name: str, argv: list[str] | None, port: int) -> RoleProcess:
         return RoleProcess(config_path=config_path, datadir=run_dir / f"data-{name}", web_port=port,
-                           log_path=run_dir / f"{name}.log", extra_env=extra_env, name=name, argv=argv)
+                           log_path=run_dir / f"{name}.log", extra_env=extra_env, name=name, argv=argv,
+                           tied=not args.keep)  # --keep: they outlive the benchmark
 
     # Ephemeral ports: runs side by side must not race for the same preferred one.
     if args.deployment == "all-in-one":

@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Fakes per run (their setup dir holds the ready file and the log): concurrent runs must not share one.
     say(f"==> fakes in benchmark mode (setup in {run_dir / 'fakes'})")
-    fakes = FakesProcess(run_dir / "fakes", benchmark=True)
+    fakes = FakesProcess(run_dir / "fakes", benchmark=True, tied=not args.keep)
     client = fakes.start()
     workers: list[RoleProcess] = []
     settings: Settings | None = None

@@ -81,11 +81,12 @@ def write_topics_file(path: Path, source: Path, partitions: int | None = None,
 
 
 def spawn(argv: list[str], *, config_path: Path, worker_id: str, log_path: Path,
-          extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+          extra_env: dict[str, str] | None = None, tied: bool = True) -> subprocess.Popen[bytes]:
     """Start a pushstream process as production would: the config named by PUSHSTREAM_CONFIG and no other
     PUSHSTREAM_* variable of this process, its worker id (static membership and transactional ids come from
     it, so a restart with the same one keeps its partitions), run from the config's directory, output
-    appended to ``log_path``."""
+    appended to ``log_path``. ``tied``: the process gets SIGTERM when this one dies (off for the benchmark's
+    --keep, whose processes are meant to outlive it)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PUSHSTREAM_")}
     env["PUSHSTREAM_CONFIG"] = str(config_path)
     env["PUSHSTREAM_WORKER_ID"] = worker_id
@@ -94,7 +95,7 @@ def spawn(argv: list[str], *, config_path: Path, worker_id: str, log_path: Path,
     with log_path.open("ab") as log:
         # Stopped with the harness even when it is killed: an orphaned role keeps consuming and loads the machine.
         return subprocess.Popen(argv, env=env, cwd=config_path.parent, stdout=log, stderr=subprocess.STDOUT,
-                                preexec_fn=die_with_parent())
+                                preexec_fn=die_with_parent() if tied else None)
 
 
 class Deadline:
@@ -138,6 +139,7 @@ class WorkerProcess:
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     extra_env: dict[str, str] | None = None
+    tied: bool = True  # ends with its parent (see spawn)
 
     @property
     def url(self) -> str:
@@ -148,7 +150,7 @@ class WorkerProcess:
             [str(BIN / "faust"), "--datadir", str(self.datadir), "-A", "pushstream.app", "worker", "-l", "info",
              "--web-host", "127.0.0.1", "--web-port", str(self.web_port)],
             config_path=self.config_path, worker_id=self.datadir.name, log_path=self.log_path,
-            extra_env=self.extra_env)
+            extra_env=self.extra_env, tied=self.tied)
         return self
 
     def alive(self) -> bool:

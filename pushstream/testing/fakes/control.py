@@ -157,6 +157,7 @@ class FakesProcess:
         control_port: int = 0,
         benchmark: bool = False,
         startup_timeout: float = 20.0,
+        tied: bool = True,
     ) -> None:
         self.setup_dir = Path(setup_dir)
         self.args = [
@@ -173,6 +174,7 @@ class FakesProcess:
             *(["--benchmark"] if benchmark else []),
         ]
         self.startup_timeout = startup_timeout
+        self.tied = tied  # ends with its parent; off for processes meant to outlive it (bench --keep)
         self.log_file = self.setup_dir / "fakes.log"
         self.endpoints: FakesEndpoints | None = None
         self.client: FakesClient | None = None
@@ -193,7 +195,7 @@ class FakesProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
-                preexec_fn=die_with_parent(),  # never outlives a killed test run or benchmark
+                preexec_fn=die_with_parent() if self.tied else None,  # never outlives a killed test run
             )
         deadline = time.monotonic() + self.startup_timeout
         while True:
