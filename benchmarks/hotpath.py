@@ -3,7 +3,8 @@
     python -m benchmarks.hotpath [--devices 20000] [--inline-payloads]
 
 - ``settle``: what a bulk sender does with one polled delivery batch of 500 devices once the provider answered:
-  decode the record, settle the verdicts (`rules.settle`), build the status, progress and sent-memory records,
+  decode the record, settle the verdicts (`rules.settle`), build the status, progress and sent-memory records
+  (`rules.outcome_records.poll_records`),
   and append them to producer batches (aiokafka's real `BatchBuilder`, lz4, as `SenderService._send_all`).
   ``--inline-payloads`` encodes the batches the old way (every item carrying its own payload).
 - ``router``: what the router does per routing step of a broadcast (500 users with an iPhone, a Pixel and a
@@ -40,6 +41,7 @@ from pushstream.models.base import iso, utcnow
 from pushstream.models.internal import inline_payloads, share_payloads
 from pushstream.providers.outcome import Action, Verdict
 from pushstream.rules.keys import user_key
+from pushstream.rules.outcome_records import SettledBatch, poll_records
 from pushstream.rules.preferences import record_sent
 from pushstream.rules.progress import progress_items_by_partition
 from pushstream.rules.settle import settle
@@ -87,10 +89,8 @@ async def settle_path(devices: int, *, shared: bool) -> float:
         message: Any = SimpleNamespace(value=raw, key=b"demo/n-1", offset=1)
         batch = inline_payloads(decode(DeliveryBatch, raw))
         outcome = settle(batch, delivered, now=time.time(), at=iso(utcnow()), policy=service.policy)
-        records: list[Any] = []
-        service._add_outcome(records, tp, message, batch, outcome)
-        records.append((service.sent_topic, (batch.batch_id or "").encode(), b"1", 0))
-        records.extend(service._progress([outcome.statuses]))
+        settled = SettledBatch(tp.topic, tp.partition, message.offset, batch.batch_id or "", batch, outcome)
+        records = poll_records([settled], service.poll_topics, now=time.time())
         await service._send_all(producer, records)  # type: ignore[arg-type]
     return (time.process_time() - started) / (len(records_in) * BATCH)
 
