@@ -34,10 +34,10 @@ async def run(runs: int, users: int, root: Path) -> int:
                 name, kill_at = MOMENTS[n % len(MOMENTS)]
                 outcome = await campaign_with_kill(stack, kafka, workers, n % 2, notification_id=f"run-{n}",
                                                    devices=2 * users, kill_at=kill_at)
-                print(f"{n + 1:>3}  {name:<6}  {outcome.killed:<6}  {sum(outcome.requests.values()):<5}  "
-                      f"{outcome.statuses.get('delivered', 0):<9}  {outcome.repeated:<8}  {outcome.lost:<4}  "
+                print(f"{n + 1:>3}  {name:<6}  {outcome.killed:<6}  {outcome.sent:<5}  "
+                      f"{outcome.statuses.get('delivered', 0):<9}  {outcome.repeated:<8}  {outcome.without_final:<4}  "
                       f"{outcome.repeated_after_kill}", flush=True)
-                failures += bool(outcome.lost or outcome.repeated_after_kill or outcome.multiple_finals)
+                failures += bool(outcome.without_final or outcome.repeated_after_kill or outcome.multiple_finals)
     finally:
         for worker in workers:
             worker.kill()

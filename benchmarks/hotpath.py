@@ -3,9 +3,14 @@
     python -m benchmarks.hotpath [--devices 20000] [--inline-payloads]
 
 - ``settle``: what a bulk sender does with one polled delivery batch of 500 devices once the provider answered:
-  decode the record, settle the verdicts (`rules.settle`), build the status, progress and sent-memory records,
+  decode the record, settle the verdicts (`rules.settle`), build the status, progress and sent-memory records
+  (`rules.outcome_records.poll_records`),
   and append them to producer batches (aiokafka's real `BatchBuilder`, lz4, as `SenderService._send_all`).
   ``--inline-payloads`` encodes the batches the old way (every item carrying its own payload).
+- ``router``: what the router does per routing step of a broadcast (500 users with an iPhone, a Pixel and a
+  browser each; every fifth user already had the notification, so its devices get `duplicate` statuses):
+  `agents.router.route_intent` with its table reads, `rules.fanout.fan_out_user`, the statuses, progress and
+  chunked delivery batches, into a recording outbox (no Kafka, no encoding: the outbox's flush is not counted).
 - ``progress``: what the router's progress agent does with one `ProgressBatch` of 500 statuses: group, read
   each user's entries, `rules.progress.apply_statuses`, write one RocksDB batch and its changelog records.
 
@@ -28,16 +33,22 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from rocksdict import Options, Rdict
 
 from pushstream.agents.progress import apply_progress
+from pushstream.agents.router import PayloadCache, route_intent
 from pushstream.agents.senders import SenderService
 from pushstream.config import Settings
-from pushstream.models import DeliveryBatch, decode, encode
+from pushstream.models import DeliveryBatch, IntentBatch, decode, encode
 from pushstream.models.base import iso, utcnow
 from pushstream.models.internal import inline_payloads, share_payloads
 from pushstream.providers.outcome import Action, Verdict
+from pushstream.rules.keys import user_key
+from pushstream.rules.outcome_records import SettledBatch, poll_records
+from pushstream.rules.preferences import record_sent
 from pushstream.rules.progress import progress_items_by_partition
 from pushstream.rules.settle import settle
 from pushstream.tables.batch import write_partition
 from pushstream.topology import load_layout
+from tests.unit.factories import device, notification
+from tests.unit.factories import settings as app_settings
 
 BATCH = 500
 PAYLOAD = {"aps": {"alert": {"title": "Winter sale", "body": "Everything 50% off until Sunday"}, "sound": "default"},
@@ -78,10 +89,8 @@ async def settle_path(devices: int, *, shared: bool) -> float:
         message: Any = SimpleNamespace(value=raw, key=b"demo/n-1", offset=1)
         batch = inline_payloads(decode(DeliveryBatch, raw))
         outcome = settle(batch, delivered, now=time.time(), at=iso(utcnow()), policy=service.policy)
-        records: list[Any] = []
-        service._add_outcome(records, tp, message, batch, outcome)
-        records.append((service.sent_topic, (batch.batch_id or "").encode(), b"1", 0))
-        records.extend(service._progress([outcome.statuses]))
+        settled = SettledBatch(tp.topic, tp.partition, message.offset, batch.batch_id or "", batch, outcome)
+        records = poll_records([settled], service.poll_topics, now=time.time())
         await service._send_all(producer, records)  # type: ignore[arg-type]
     return (time.process_time() - started) / (len(records_in) * BATCH)
 
@@ -132,6 +141,55 @@ async def progress_path(devices: int) -> float:
     return (time.process_time() - started) / (len(batches) * BATCH)
 
 
+class RecordingOutbox:
+    def __init__(self) -> None:
+        self.records: list[tuple[Any, Any, Any, Any]] = []
+
+    def add(self, to: Any, value: Any, *, key: Any = None, partition: Any = None) -> None:
+        self.records.append((to, value, key, partition))
+
+
+class States:
+    """The users' delivery memory as `route_intent` reads and writes it (a `BatchView`), over a dict."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    def get(self, key: str) -> Any:
+        return self.data.get(key)
+
+    def set(self, key: str, value: Any) -> None:
+        self.data[key] = value
+
+
+async def router_path(devices: int) -> float:
+    store = Store(tempfile.mkdtemp(prefix="pushstream-hotpath-"))
+    preferences = SimpleNamespace(data=store, changelog_topic=SimpleNamespace(get_topic_name=lambda: "prefs"))
+    topic = SimpleNamespace(partitions=12, get_topic_name=lambda: "t")
+    topics = SimpleNamespace(status_out=topic, dlq=topic, schedule=topic, intents={"bulk": topic},
+                             deliveries={(p, "bulk"): topic for p in ("apns", "fcm", "webpush")})
+    settings = app_settings()
+    ctx: Any = SimpleNamespace(rt=SimpleNamespace(settings=settings, hooks={}), topics=topics,
+                               tables=SimpleNamespace(preferences=preferences),
+                               add_progress=lambda outbox, statuses: progress_items_by_partition(statuses, 12))
+    n = notification(id="n-1", channel="marketing", received_at=time.time(), ttl=3600)
+    intent = IntentBatch(notification=n, broadcast=True, origin="notifications:0:1")
+    user_devices = {"d-a": device("d-a", "apns"), "d-f": device("d-f", "fcm"), "d-w": device("d-w", "webpush")}
+    now = utcnow()
+    steps = []
+    for k in range(max(1, devices // (3 * BATCH))):
+        users = [(f"u-{k}-{i}", user_devices) for i in range(BATCH)]
+        seen = {user_key("demo", u): record_sent(None, "n-1", "marketing", None, now.timestamp(), "x")
+                for u, _ in users[::5]}
+        steps.append((users, States(seen)))
+    render = PayloadCache(n)
+    started = time.process_time()
+    for k, (users, states) in enumerate(steps):
+        await route_intent(ctx, intent, 0, RecordingOutbox(), states, now, users=users,  # type: ignore[arg-type]
+                           render=render, batch_prefix=f"notifications:0:1/0/{k}")
+    return (time.process_time() - started) / (len(steps) * BATCH * 3)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--devices", type=int, default=20_000)
@@ -142,9 +200,11 @@ def main() -> None:
     args = parser.parse_args()
     settle_us = min(asyncio.run(settle_path(args.devices, shared=not args.inline_payloads))
                     for _ in range(args.repeat)) * 1e6
+    router_us = min(asyncio.run(router_path(args.devices)) for _ in range(args.repeat)) * 1e6
     progress_us = min(asyncio.run(progress_path(args.devices)) for _ in range(args.repeat)) * 1e6
-    print(f"sender settle path: {settle_us:.1f} µs CPU per device")
-    print(f"progress path:      {progress_us:.1f} µs CPU per status")
+    print(f"sender settle path:  {settle_us:.1f} µs CPU per device")
+    print(f"router fan-out path: {router_us:.1f} µs CPU per device")
+    print(f"progress path:       {progress_us:.1f} µs CPU per status")
 
 
 if __name__ == "__main__":

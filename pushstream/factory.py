@@ -26,17 +26,23 @@ APP_ROLES = ("all", "router")
 
 
 def create_app(rt: Runtime, role: str = "all", *, lanes: tuple[str, ...] = LANES,
-               platforms: tuple[str, ...] = PLATFORMS) -> faust.App:
-    """The Faust app of ``role``; nothing is registered anywhere else."""
+               platforms: tuple[str, ...] = PLATFORMS, store: str = "rocksdb://",
+               datadir: str | None = None) -> faust.App:
+    """The Faust app of ``role``; nothing is registered anywhere else.
+
+    ``store`` and ``datadir`` are for tests (`faust worker --datadir` sets the data dir of a worker); the
+    router's batched table writes and local reads need RocksDB (`pushstream.tables.batch`)."""
     if role not in APP_ROLES:
         raise ValueError(f"role {role!r} is not a Faust app role (one of {', '.join(APP_ROLES)})")
     # httpx logs every request at INFO; at campaign rates that is a log line per delivery.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = rt.settings
+    overrides: dict[str, Any] = {} if datadir is None else {"datadir": datadir}
     app = faust.App(
         settings.topic("pushstream"),  # the router's group and changelog names: kept across versions
         broker=settings.kafka.broker,
-        store="rocksdb://",
+        store=store,
+        **overrides,
         autodiscover=False,
         origin="pushstream",
         # Everything on the wire is bytes we encode ourselves (orjson), so malformed input reaches our code

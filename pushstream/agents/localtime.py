@@ -14,9 +14,9 @@ from typing import Any
 
 from pushstream import metrics
 from pushstream.agents.io import Context, Outbox
-from pushstream.agents.scheduler import add_command
 from pushstream.models import IntentBatch, ScheduleCommands, StatusEvent
 from pushstream.models.base import iso
+from pushstream.models.internal import add_command
 from pushstream.rules.keys import user_key
 from pushstream.rules.localtime import PASSED_REASON, split_by_zone
 from pushstream.tables import table_key

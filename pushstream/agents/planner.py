@@ -13,10 +13,10 @@ from faust.types import EventT, StreamT
 
 from pushstream import metrics
 from pushstream.agents.io import Context, Outbox, event_batches, message_time
-from pushstream.agents.scheduler import add_command
 from pushstream.models import IntentBatch, NotificationRequest, ScheduleCommands
 from pushstream.models.base import Invalid, iso
 from pushstream.models.inputs import CancelRequest, decode_notification
+from pushstream.models.internal import add_command
 from pushstream.rules.audit import audit_record, request_id_of
 from pushstream.rules.keys import by_partition, user_key
 

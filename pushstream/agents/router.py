@@ -8,7 +8,6 @@ import datetime as dt
 import itertools
 import logging
 import time
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from types import MappingProxyType
 from typing import Any
@@ -20,14 +19,10 @@ from faust.types import EventT, StreamT, TableT
 from pushstream import logs, metrics
 from pushstream.agents.io import Context, Outbox
 from pushstream.agents.localtime import schedule_by_zone
-from pushstream.agents.scheduler import add_command
 from pushstream.hooks.runner import AdjustedRenders, apply_pre_send
-from pushstream.models import DeliveryBatch, IntentBatch, ScheduleCommands, StatusEvent, decode
+from pushstream.models import IntentBatch, decode
 from pushstream.models.base import iso
-from pushstream.models.dlq import undeliverable
-from pushstream.models.internal import share_payloads
 from pushstream.models.notifications import lane_of
-from pushstream.models.values import DeliveryItem
 from pushstream.providers import build_payload
 from pushstream.providers.apns.payload import MAX_PAYLOAD_BYTES as APNS_MAX
 from pushstream.providers.fcm.payload import MAX_MESSAGE_BYTES as FCM_MAX
@@ -38,6 +33,7 @@ from pushstream.rules.keys import user_key
 from pushstream.rules.localization import localize, render_key
 from pushstream.rules.localtime import pending_local_time
 from pushstream.rules.preferences import merge_memory
+from pushstream.rules.routeplan import RoutePlan, delivery_batches
 from pushstream.rules.variants import VariantPicker, variant_notification
 from pushstream.tables import partition_items, table_key
 from pushstream.tables.batch import BatchView, LocalTable, MergingView, write_partition
@@ -101,32 +97,30 @@ async def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox
     """Route ``users`` (default: all the intent targets on this partition) into the outbox and states.
     ``source`` (topic, partition, offset of the intent) goes into the dead letters of undeliverable devices.
     ``cancelled``: the notification was cancelled, its devices are suppressed (rules.cancel)."""
-    n = intent.notification
+    notification = intent.notification
     settings, topics = ctx.rt.settings, ctx.topics
     preferences = LocalTable(ctx.tables.preferences, partition)
-    app_id, nid, channel = n["app_id"], n["id"], n["channel"]
+    app_id, nid = notification["app_id"], notification["id"]
     app_settings = settings.app(app_id)
     default_zone = app_settings.default_zone if app_settings is not None else dt.UTC
-    lane = lane_of(channel)
-    render = render or PayloadCache(n)
-    at = iso(now)
-    batches: dict[tuple[str, str | None], list[DeliveryItem]] = {}  # (platform, A/B variant) → items
-    tally: Counter[tuple[str, str, str]] = Counter()
-    progress: list[dict[str, Any]] = []  # the statuses written here, for campaign progress
+    lane = lane_of(notification["channel"])
+    render = render or PayloadCache(notification)
+    prefix = batch_prefix or f"{intent.origin or nid}/{partition}"
 
     def configured(platform: str) -> bool:
         return app_settings is not None and app_settings.platform_configured(platform)
 
     if users is None:
         users = targeted_users(ctx.tables.devices, intent, partition)
-    if pending_local_time(n):  # send_at_local: scheduled per zone now, fanned out when each zone's time comes
-        schedule_by_zone(ctx, intent, partition, outbox, now, users,
-                         batch_prefix or f"{intent.origin or nid}/{partition}")
+    if pending_local_time(notification):  # send_at_local: scheduled per zone now, fanned out at each zone's time
+        schedule_by_zone(ctx, intent, partition, outbox, now, users, prefix)
         return
     hooks = ctx.rt.hooks.get(app_id)
     if hooks is not None and hooks.pre_send is None:
         hooks = None  # no pre-send hook: the loop below pays nothing for hooks
-    adjusted = AdjustedRenders(n, PayloadCache) if hooks is not None else None
+    adjusted = AdjustedRenders(notification, PayloadCache) if hooks is not None else None
+    plan = RoutePlan(notification, at=iso(now), origin=intent.origin)
+    only = intent.devices
     for n_user, (user_id, user_devices) in enumerate(users, 1):
         if n_user % USERS_PER_YIELD == 0:
             await asyncio.sleep(0)
@@ -136,61 +130,34 @@ async def route_intent(ctx: Context, intent: IntentBatch, partition: int, outbox
         variant = None if render.picker is None else render.picker.pick(user_id)
         prefs = preferences.get(table_key(key))
         result = fan_out_user(
-            n, app_id, user_id, user_devices, prefs, states.get(key), now,
+            notification, app_id, user_id, user_devices, prefs, states.get(key), now,
             configured=configured,
             render=render if variant is None else render.variant(variant),
             origin=intent.origin,
-            only_devices=(intent.devices or {}).get(user_id) if intent.devices is not None else None,
+            only_devices=only.get(user_id) if only is not None else None,
             default_zone=default_zone,
             cancelled=cancelled,
         )
         if hooks is not None and result.deliveries:
             assert adjusted is not None
             await apply_pre_send(app_id, hooks, render.view, user_id, prefs, user_devices, result, adjusted)
-        for platform, items in result.deliveries.items():
-            batches.setdefault((platform, variant), []).extend(items)
-        for device_id, platform, status, reason in result.outcomes:
-            tally[(platform, status, reason or "")] += 1
-            outbox.add(topics.status_out, StatusEvent(notification_id=nid, app_id=app_id, user_id=user_id,
-                                               device_id=device_id, platform=platform, status=status,
-                                               reason=reason, at=at, variant=variant), key=user_id)
-            progress.append({"app_id": app_id, "notification_id": nid, "user_id": user_id, "device_id": device_id,
-                             "status": status, "at": at, "reason": reason, "variant": variant})
-            if status == "dead_lettered":
-                where = source or (topics.intents[lane].get_topic_name(), partition, None)
-                outbox.add(topics.dlq, undeliverable(reason or "undeliverable", topic=where[0], partition=where[1],
-                                                     offset=where[2], notification=n, user_id=user_id,
-                                                     device_id=device_id, device=user_devices.get(device_id, {}),
-                                                     origin=intent.origin), key=user_id)
+        plan.add(user_id, variant, result, user_devices)
         if result.state is not None:
             states.set(key, result.state)
-        if result.deferred_until is not None:
-            # Quiet hours: the deferred devices get the notification when they end.
-            later = IntentBatch(notification=n, user_ids=[user_id], origin=f"{intent.origin}/quiet/{user_id}",
-                                devices={user_id: result.deferred})
-            ident = f"{app_id}/{nid}/{user_id}/quiet"
-            command = ScheduleCommands(commands=[add_command(result.deferred_until.timestamp(), ident, later)])
-            outbox.add(topics.schedule, command, key=key, partition=partition)
-    metrics.count_statuses(tally)
-    ctx.add_progress(outbox, progress)
-    chunk = settings.pipeline.delivery_chunk
-    prefix = batch_prefix or f"{intent.origin or nid}/{partition}"
-    for (platform, variant), items in batches.items():
+    for status in plan.statuses:
+        outbox.add(topics.status_out, status, key=status.user_id)
+    if plan.undeliverable:
+        for letter in plan.dead_letters(source or (topics.intents[lane].get_topic_name(), partition, None)):
+            outbox.add(topics.dlq, letter, key=letter.key)
+    for user, command in plan.schedules:
+        outbox.add(topics.schedule, command, key=user, partition=partition)
+    metrics.count_statuses(plan.tally)
+    ctx.add_progress(outbox, plan.progress)
+    for (platform, _), items in plan.batches.items():
         metrics.deliveries_planned.labels(platform, lane).inc(len(items))
-        kind = platform if variant is None else f"{platform}/v:{variant}"
-        for start in range(0, len(items), chunk):
-            to = topics.deliveries[(platform, lane)]
-            shared, payloads = share_payloads(items[start:start + chunk])
-            outbox.add(
-                to,
-                DeliveryBatch(notification_id=nid, app_id=app_id, platform=platform, channel=channel,
-                              priority=n["priority"], items=shared, payloads=payloads,
-                              expires_at=None if n.get("ttl") is None else n["received_at"] + n["ttl"],
-                              collapse_key=n.get("collapse_key"), batch_id=f"{prefix}/{kind}/{start // chunk}",
-                              received_at=n.get("received_at"), ttl=n.get("ttl"), variant=variant),
-                key=f"{app_id}/{nid}",
-                partition=partition % (to.partitions or 1),
-            )
+    for batch in delivery_batches(notification, plan.batches, prefix=prefix, chunk=settings.pipeline.delivery_chunk):
+        to = topics.deliveries[(batch.platform, lane)]
+        outbox.add(to, batch, key=f"{app_id}/{nid}", partition=partition % (to.partitions or 1))
 
 
 def owns(app: faust.App, event: EventT) -> bool:

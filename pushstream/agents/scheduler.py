@@ -22,10 +22,6 @@ FIRE_LIMIT = 1000  # entries per partition per tick: bounds the work of one fire
 REFIRE_AFTER = 30.0  # seconds before the timer asks again for a key it asked to fire and did not see popped
 
 
-def add_command(due: float, ident: str, intent: IntentBatch) -> dict[str, Any]:
-    return {"op": "add", "due": due, "id": ident, "intent": intent.asdict()}
-
-
 def register(ctx: Context) -> None:
     app, schedule, topics = ctx.app, ctx.tables.schedule, ctx.topics
     # Keys asked to fire and not yet seen popped: the timer does not ask twice while the agent is busy.

@@ -36,18 +36,17 @@ from pushstream.agents import protection
 from pushstream.config import Settings
 from pushstream.hooks import load_hooks
 from pushstream.hooks.runner import PostSendQueue
-from pushstream.models import DeliveryBatch, UserEvents, decode, encode
+from pushstream.models import DeliveryBatch, decode, encode
 from pushstream.models.base import iso, utcnow
 from pushstream.models.dlq import dead_letter
-from pushstream.models.internal import ProgressBatch, inline_payloads
+from pushstream.models.internal import inline_payloads
 from pushstream.models.notifications import lane_of
 from pushstream.models.vocabulary import LANES, PLATFORMS
 from pushstream.providers import senders as provider_senders
 from pushstream.providers.outcome import TRANSPORT_ERROR, Action, Sender, Verdict
-from pushstream.rules.keys import by_partition, partition_for, user_key
-from pushstream.rules.progress import progress_items_by_partition
-from pushstream.rules.retry import RETRY_BANDS, RetryPolicy, band_for, band_suffix
-from pushstream.rules.settle import Settlement, settle
+from pushstream.rules.outcome_records import PollTopics, Record, SettledBatch, poll_records
+from pushstream.rules.retry import RETRY_BANDS, RetryPolicy, band_suffix
+from pushstream.rules.settle import settle
 from pushstream.topology import TopicLayout, kafka_bootstrap
 
 log = logging.getLogger(__name__)
@@ -63,8 +62,6 @@ TRANSACTION_DEADLINE = 4 * TRANSACTION_TIMEOUT_MS / 1000
 
 class TransactionStuck(RuntimeError):
     """A poll's transaction did not end within TRANSACTION_DEADLINE."""
-
-Record = tuple[str, bytes | None, bytes, int | None]  # topic, key, value, partition
 
 
 def lane_suffix(lane: str) -> str:
@@ -229,6 +226,12 @@ class SenderService:
         self.progress_topic = settings.topic("pushstream.progress")
         self.dlq_topic = settings.topic("pushstream.dlq")
         self.user_events_topic = settings.topic("pushstream.user-events")
+        self.poll_topics = PollTopics(
+            status=self.status_topic, status_partitions=self.status_partitions, dlq=self.dlq_topic,
+            sent=self.sent_topic, sent_partitions=self.sent_partitions, progress=self.progress_topic,
+            user_events=self.user_events_topic, user_partitions=layout.user_partitions,
+            retry={(p, band): (settings.topic(name), layout.partitions(name))
+                   for p in self.platforms for band in RETRY_BANDS for name in [retry_topic(p, lane, band)]})
         pipeline = settings.pipeline
         self.policy = RetryPolicy(pipeline.max_attempts, pipeline.retry_base_seconds, pipeline.retry_max_seconds,
                                   pipeline.retry_after_cap_seconds, dict(pipeline.max_attempts_by_class))
@@ -430,7 +433,7 @@ class SenderService:
         records: list[Record] = []
         batches: list[tuple[TopicPartition, ConsumerRecord[bytes, bytes], DeliveryBatch, str]] = []
         polled: set[str] = set()
-        settled: list[tuple[DeliveryBatch, Settlement]] = []
+        settled: list[SettledBatch] = []
         errors = 0  # records dead-lettered as internal_error (counted once committed)
         for tp, message in work:
             try:
@@ -450,7 +453,6 @@ class SenderService:
                                     in zip(batches, sent, strict=True)])
         # Retry delays count from the answer, not from before the send.
         now, at = time.time(), iso(utcnow())
-        deactivations: list[dict[str, Any]] = []
         for (tp, message, batch, batch_id), (_, verdicts) in zip(batches, sent, strict=True):
             try:
                 outcome = settle(batch, verdicts, now=now, at=at, policy=self.policy)
@@ -459,16 +461,13 @@ class SenderService:
                 records.append(self._dead_letter_record(tp, message, "internal_error", repr(exc)[:500]))
                 errors += 1
                 continue
-            self._add_outcome(records, tp, message, batch, outcome)
-            settled.append((batch, outcome))
-            deactivations.extend(outcome.deactivations)
-            records.append((self.sent_topic, batch_id.encode(), b"1", tp.partition % self.sent_partitions))
-        records.extend(self._user_events(deactivations))
-        records.extend(self._progress(outcome.statuses for _, outcome in settled))
+            settled.append(SettledBatch(tp.topic, tp.partition, message.offset, batch_id, batch, outcome))
+        records.extend(poll_records(settled, self.poll_topics, now=now))
         await self._commit(records, offsets)
-        metrics.observe_poll(self.lane, settled, answered_at=now, internal_errors=errors)
+        outcomes = [(entry.batch, entry.outcome) for entry in settled]
+        metrics.observe_poll(self.lane, outcomes, answered_at=now, internal_errors=errors)
         if self.post_send is not None:
-            self.post_send.offer(settled)  # committed outcomes; the hook runs in its own task
+            self.post_send.offer(outcomes)  # committed outcomes; the hook runs in its own task
         for _, _, _, batch_id in batches:
             self.memory.add(batch_id)
         self.settled += len(batches)
@@ -493,56 +492,11 @@ class SenderService:
         verdicts.extend(plan.held)
         return plan, verdicts
 
-    def _add_outcome(self, records: list[Record], tp: TopicPartition, message: ConsumerRecord[bytes, bytes],
-                     batch: DeliveryBatch, outcome: Settlement) -> None:
-        dumps = orjson.dumps
-        status_topic, partitions = self.status_topic, self.status_partitions
-        placed: dict[str, tuple[bytes, int]] = {}  # user → key and partition: a user's devices share them
-        for status in outcome.statuses:
-            user_id = status["user_id"]
-            where = placed.get(user_id)
-            if where is None:
-                # Kafka's default partitioner, computed here so the records can be appended to batches.
-                where = placed[user_id] = (user_id.encode(), partition_for(user_id, partitions))
-            records.append((status_topic, where[0], dumps(status), where[1]))
-        if outcome.retry is not None:
-            # The retry waits in its delay band's topic, so it never queues behind a longer wait.
-            name = retry_topic(batch.platform, self.lane, outcome.retry_band or RETRY_BANDS[0])
-            retry_name = self.settings.topic(name)
-            partition = partition_for(f"{batch.app_id}/{batch.notification_id}", self.layout.partitions(name))
-            records.append((retry_name, f"{batch.app_id}/{batch.notification_id}".encode(),
-                            encode(outcome.retry), partition))
-        if outcome.held is not None:  # held back by a breaker, the guard or a rate limit: the same retry path
-            wait = max(0.0, (outcome.held.not_before or 0.0) - time.time())
-            name = retry_topic(batch.platform, self.lane, band_for(wait))
-            retry_name = self.settings.topic(name)
-            partition = partition_for(f"{batch.app_id}/{batch.notification_id}", self.layout.partitions(name))
-            records.append((retry_name, f"{batch.app_id}/{batch.notification_id}".encode(),
-                            encode(outcome.held), partition))
-        for key, reason, detail, value in outcome.dead_letters:
-            letter = dead_letter(reason, detail, topic=tp.topic, partition=tp.partition, offset=message.offset,
-                                 key=key.encode(), value=dumps(value))
-            records.append((self.dlq_topic, key.encode(), encode(letter), None))
-
     def _dead_letter_record(self, tp: TopicPartition, message: ConsumerRecord[bytes, bytes], reason: str,
                             detail: str) -> Record:
         letter = dead_letter(reason, detail, topic=tp.topic, partition=tp.partition, offset=message.offset,
                              key=message.key, value=message.value)
         return (self.dlq_topic, message.key, encode(letter), None)
-
-    def _progress(self, statuses: Iterable[Iterable[dict[str, Any]]]) -> list[Record]:
-        """Campaign progress of this poll's statuses, in the same transaction: one `ProgressBatch` per progress
-        partition (by app/notification id), so progress never re-reads the status stream."""
-        grouped = progress_items_by_partition((status for batch in statuses for status in batch),
-                                              self.layout.user_partitions)
-        return [(self.progress_topic, f"progress/{p}".encode(), encode(ProgressBatch(items=items)), p)
-                for p, items in grouped.items()]
-
-    def _user_events(self, deactivations: list[dict[str, Any]]) -> list[Record]:
-        grouped = by_partition(deactivations, lambda e: user_key(e["app_id"], e["user_id"]),
-                               self.layout.user_partitions)
-        return [(self.user_events_topic, f"user-events/{p}".encode(), encode(UserEvents(events=events)), p)
-                for p, events in grouped.items()]
 
     async def _commit(self, records: list[Record], offsets: dict[TopicPartition, int]) -> None:
         """Write the outcome and commit the input offsets in one transaction."""

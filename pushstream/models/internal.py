@@ -50,6 +50,11 @@ class ScheduleCommands(faust.Record, include_metadata=False):
     commands: list
 
 
+def add_command(due: float, ident: str, intent: IntentBatch) -> dict[str, Any]:
+    """A `ScheduleCommands` ``add`` command: keep ``intent`` under ``ident`` until ``due`` (epoch seconds)."""
+    return {"op": "add", "due": due, "id": ident, "intent": intent.asdict()}
+
+
 class DeliveryBatch(faust.Record, include_metadata=False):
     """`deliveries.<platform>[.bulk]`: devices of one platform for one notification, payloads rendered.
 

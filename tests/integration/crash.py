@@ -11,11 +11,11 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pushstream.models.status import FINAL_STATUSES
+from pushstream.testing.campaign import CampaignOutcome
 from tests.integration.harness import Kafka, Stack, Worker, wait_for
 
 PROVIDERS = ("apns", "fcm")
@@ -39,56 +39,9 @@ def device_of(provider: str, key: str) -> str:
     return f"{key.removeprefix('fcm-')}-android"
 
 
-@dataclass
-class CrashOutcome:
-    """What one campaign with a kill produced, per device."""
-
-    notification_id: str
-    killed: str
-    killed_after: int  # provider requests seen when the worker died
-    devices: int
-    requests: Counter[str] = field(default_factory=Counter)  # device → provider requests for this campaign
-    after_kill: Counter[str] = field(default_factory=Counter)  # device → requests that arrived after the kill
-    finals: Counter[str] = field(default_factory=Counter)  # device → final status records
-    statuses: Counter[str] = field(default_factory=Counter)  # final status → devices
-    # device → (arrival, client port, path) of each request: says which process sent a repeat, and when
-    seen: dict[str, list[tuple[float, int | None, str]]] = field(default_factory=dict)
-    dead_ports: set[int] = field(default_factory=set)
-    killed_at: float = 0.0
-
-    @property
-    def lost(self) -> int:
-        return self.devices - len(self.finals)
-
-    @property
-    def repeated(self) -> int:
-        return sum(1 for n in self.requests.values() if n > 1)
-
-    @property
-    def repeated_after_kill(self) -> int:
-        return sum(1 for n in self.after_kill.values() if n > 1)
-
-    @property
-    def multiple_finals(self) -> int:
-        return sum(1 for n in self.finals.values() if n > 1)
-
-    def summary(self) -> str:
-        return (f"{self.notification_id}: killed {self.killed} after {self.killed_after} sends; "
-                f"sent {sum(self.requests.values())}, delivered {self.statuses.get('delivered', 0)}, "
-                f"repeated {self.repeated}, lost {self.lost}, repeated after the kill {self.repeated_after_kill}, "
-                f"devices with >1 final status {self.multiple_finals}" + self._repeats_after_kill())
-
-    def _repeats_after_kill(self, limit: int = 3) -> str:
-        """A few devices pushed twice after the kill, with each request's time (relative to the kill) and
-        client port (``dead`` when it was one of the killed process's)."""
-        repeated = [d for d, n in self.after_kill.items() if n > 1][:limit]
-        if not repeated:
-            return ""
-        def show(device: str) -> str:
-            return device + " " + ", ".join(
-                f"{at - self.killed_at:+.2f}s {'dead' if port in self.dead_ports else port} {path[:40]}"
-                for at, port, path in self.seen.get(device, []))
-        return "; e.g. " + " | ".join(show(d) for d in repeated)
+def campaign_devices(users: int) -> set[str]:
+    """The device ids `campaign_registrations` registers."""
+    return {event["device_id"] for event in campaign_registrations(users)}
 
 
 def provider_counts(stack: Stack) -> dict[str, int]:
@@ -145,7 +98,7 @@ def kill_and_restart_worker(stack: Stack, workers: list[Worker], victim: int) ->
 
 async def campaign_with_kill(stack: Stack, kafka: Kafka, workers: list[Worker], victim: int, *,
                              notification_id: str, devices: int, kill_at: float,
-                             timeout: float = 180) -> CrashOutcome:
+                             timeout: float = 180) -> CampaignOutcome:
     """Start a broadcast, SIGKILL ``workers[victim]`` once ``kill_at`` of the devices were pushed, restart it
     on the same data dir and identity, and wait until every device has a final status."""
     kill, restart = kill_and_restart_worker(stack, workers, victim)
@@ -154,7 +107,7 @@ async def campaign_with_kill(stack: Stack, kafka: Kafka, workers: list[Worker], 
 
 
 async def campaign_with(stack: Stack, kafka: Kafka, kill: Kill, restart: Callable[[], None], *,
-                        notification_id: str, devices: int, kill_at: float, timeout: float = 180) -> CrashOutcome:
+                        notification_id: str, devices: int, kill_at: float, timeout: float = 180) -> CampaignOutcome:
     """Start a broadcast, ``kill`` a process once ``kill_at`` of the devices were pushed, ``restart`` it, and
     wait until every device has a final status."""
     before = provider_counts(stack)
@@ -187,19 +140,14 @@ async def campaign_with(stack: Stack, kafka: Kafka, kill: Kill, restart: Callabl
         if record["notification_id"] == notification_id and record["status"] in FINAL_STATUSES:
             finals[record["device_id"]] += 1
             statuses[record["status"]] += 1
-    outcome = CrashOutcome(notification_id, killed, 0, devices, finals=finals, statuses=statuses,
-                           dead_ports=dead_ports, killed_at=killed_at)
+    outcome = CampaignOutcome(notification_id, campaign_devices(devices // 2), finals=finals, statuses=statuses,
+                              dead_ports=dead_ports, killed=killed, killed_at=killed_at)
     for provider in PROVIDERS:
         for request in stack.fakes.requests(provider, since=before[provider]):
             if not request["path"].startswith(("/3/device/", "/v1/projects/")):
                 continue  # OAuth token fetches
-            device = device_of(provider, request["key"])
-            outcome.requests[device] += 1
-            outcome.seen.setdefault(device, []).append((request["at"], request["peer_port"], request["path"]))
-            if request["at"] <= killed_at:
-                outcome.killed_after += 1
-            elif request["peer_port"] not in dead_ports:
-                outcome.after_kill[device] += 1
+            outcome.add_request(device_of(provider, request["key"]), request["at"], request["peer_port"],
+                                request["path"])
     return outcome
 
 

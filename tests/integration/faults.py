@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pushstream.models.status import FINAL_STATUSES
+from pushstream.testing.campaign import CampaignOutcome
 from pushstream.testing.stack import free_port
 from tests.integration.crash import PROVIDERS, device_of, provider_counts
 from tests.integration.harness import ROOT, Kafka, Stack, wait_for
@@ -88,57 +88,8 @@ class Step:
     within: float | None = None
 
 
-@dataclass
-class FaultOutcome:
-    notification_id: str
-    devices: set[str]
-    steps: list[str] = field(default_factory=list)  # label @ pushed requests when taken
-    pushed_at_steps: list[int] = field(default_factory=list)  # provider requests seen when each step was taken
-    requests: dict[str, list[tuple[float, int | None]]] = field(default_factory=dict)  # device → (at, port)
-    finals: Counter[str] = field(default_factory=Counter)  # device → final status records
-    statuses: Counter[str] = field(default_factory=Counter)  # final status → devices
-    dead_ports: set[int] = field(default_factory=set)
-    seconds: float = 0.0
-
-    @property
-    def sent(self) -> int:
-        return sum(len(seen) for seen in self.requests.values())
-
-    @property
-    def duplicated(self) -> int:
-        """Requests beyond the first per device."""
-        return sum(len(seen) - 1 for seen in self.requests.values() if len(seen) > 1)
-
-    @property
-    def unexplained_duplicates(self) -> int:
-        """Repeats whose earlier request did not come on a connection of a process that was then SIGKILLed."""
-        return sum(1 for seen in self.requests.values()
-                   for _, port in sorted(seen, key=lambda s: s[0])[:-1] if port not in self.dead_ports)
-
-    @property
-    def missing_at_fakes(self) -> int:
-        return len(self.devices - set(self.requests))
-
-    @property
-    def lost(self) -> int:
-        """Devices without a final status, or with a final status but never pushed."""
-        return len(self.devices - set(self.finals)) + self.missing_at_fakes
-
-    @property
-    def multiple_finals(self) -> int:
-        return sum(1 for n in self.finals.values() if n > 1)
-
-    def summary(self) -> str:
-        return (f"{self.notification_id}: {len(self.devices)} devices in {self.seconds:.0f}s; "
-                f"sent {self.sent}, delivered {self.statuses.get('delivered', 0)}, duplicated {self.duplicated} "
-                f"(unexplained by a kill {self.unexplained_duplicates}), "
-                f"dead-lettered {self.statuses.get('dead_lettered', 0)}, lost {self.lost}, "
-                f"devices with >1 final status {self.multiple_finals}, finals {dict(self.statuses)}; "
-                f"faults: {', '.join(self.steps)}")
-
-
 async def campaign_with_faults(stack: Stack, kafka: Kafka, steps: list[Step], *, notification_id: str,
-                               devices: set[str], timeout: float = 240) -> FaultOutcome:
+                               devices: set[str], timeout: float = 240) -> CampaignOutcome:
     """Start a broadcast to every device, take each step once its share of the devices was pushed, then wait
     until every device has a final status and count what reached the fakes."""
     started = time.monotonic()
@@ -151,7 +102,7 @@ async def campaign_with_faults(stack: Stack, kafka: Kafka, steps: list[Step], *,
         now = provider_counts(stack)
         return sum(now[p] - before[p] for p in PROVIDERS)
 
-    outcome = FaultOutcome(notification_id, devices)
+    outcome = CampaignOutcome(notification_id, devices)
     previous = time.monotonic()
     for step in sorted(steps, key=lambda s: s.at):
         due = previous + step.within if step.within is not None else None
@@ -181,6 +132,6 @@ async def campaign_with_faults(stack: Stack, kafka: Kafka, steps: list[Step], *,
         for request in stack.fakes.requests(provider, since=before[provider]):
             if not request["path"].startswith(("/3/device/", "/v1/projects/")):
                 continue  # OAuth token fetches
-            outcome.requests.setdefault(device_of(provider, request["key"]), []).append(
-                (request["at"], request["peer_port"]))
+            outcome.add_request(device_of(provider, request["key"]), request["at"], request["peer_port"],
+                                request["path"])
     return outcome

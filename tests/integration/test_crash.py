@@ -33,7 +33,7 @@ async def test_sigkill_mid_campaign_loses_nothing(tmp_path: Path, fakes: FakesPr
             outcome = await campaign_with_kill(stack, kafka, workers, victim, notification_id=f"sale-{name}",
                                                devices=2 * USERS, kill_at=kill_at)
             print(outcome.summary())
-            assert outcome.lost == 0, outcome.summary()
+            assert outcome.without_final == 0, outcome.summary()
             assert outcome.multiple_finals == 0, outcome.summary()
             assert set(outcome.finals) == set(outcome.requests), "a device has a status but was never pushed"
             assert outcome.repeated_after_kill == 0, outcome.summary()

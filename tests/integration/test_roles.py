@@ -59,7 +59,7 @@ async def test_router_and_two_bulk_senders_deliver_and_survive_killing_a_sender(
         outcome = await campaign_with(stack, kafka, kill, restart, notification_id="sale-split",
                                       devices=2 * USERS, kill_at=0.4)
         print(outcome.summary())
-        assert outcome.lost == 0 and outcome.multiple_finals == 0, outcome.summary()
+        assert outcome.without_final == 0 and outcome.multiple_finals == 0, outcome.summary()
         assert outcome.repeated_after_kill == 0, outcome.summary()
         assert outcome.repeated <= 2 * 500, outcome.summary()
         assert outcome.statuses == {"delivered": 2 * USERS}
@@ -69,7 +69,7 @@ async def test_router_and_two_bulk_senders_deliver_and_survive_killing_a_sender(
         outcome = await campaign_with(stack, kafka, kill_router, restart_router, notification_id="sale-router",
                                       devices=2 * USERS, kill_at=0.3)
         print(outcome.summary())
-        assert outcome.lost == 0 and outcome.multiple_finals == 0, outcome.summary()
+        assert outcome.without_final == 0 and outcome.multiple_finals == 0, outcome.summary()
         assert outcome.repeated == 0, outcome.summary()  # the senders never send a routed batch twice
         assert outcome.statuses == {"delivered": 2 * USERS}
 

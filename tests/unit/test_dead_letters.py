@@ -24,6 +24,7 @@ from pushstream.models.inputs import decode_device
 from pushstream.models.redact import redact, redact_bytes, redact_text
 from pushstream.providers.outcome import Action, Verdict
 from pushstream.rules.keys import token_fingerprint
+from pushstream.rules.outcome_records import SettledBatch, poll_records
 from pushstream.rules.settle import RetryPolicy, settle
 from pushstream.topology import load_layout
 from tests.unit.factories import APNS_TOKEN, AUTH, FCM_TOKEN, P256DH, WEBPUSH_ENDPOINT, device, settings, subscription
@@ -222,9 +223,8 @@ def test_sender_dead_letters_from_settled_batches(platform: str, verdict: Verdic
     outcome = settle(batch, [verdict], now=0.0, at="t", policy=RetryPolicy(3, 1.0, 10.0))
     for status in outcome.statuses:
         assert_no_secret(orjson.dumps(status))
-    records: list[Any] = []
-    tp = TopicPartition("deliveries.fcm", 5)
-    sender()._add_outcome(records, tp, SimpleNamespace(offset=123, key=b"k", value=encode(batch)), batch, outcome)
+    settled = SettledBatch("deliveries.fcm", 5, 123, "o/0/0/fcm/0", batch, outcome)
+    records = poll_records([settled], sender().poll_topics, now=0.0)
     [letter] = [letter_of(value) for topic, _k, value, _p in records if topic == "pushstream.dlq"]
     assert (letter["topic"], letter["partition"], letter["offset"]) == ("deliveries.fcm", 5, 123)
     assert letter["reason"] == (verdict.reason if verdict is not None else "platform_not_configured")
