@@ -9,9 +9,11 @@ Roles:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import faust
 
@@ -23,6 +25,8 @@ from pushstream.runtime import Runtime
 from pushstream.web import views
 
 APP_ROLES = ("all", "router")
+
+log = logging.getLogger(__name__)
 
 
 def create_app(rt: Runtime, role: str = "all", *, lanes: tuple[str, ...] = LANES,
@@ -98,18 +102,47 @@ class Worker(faust.Worker):
 def attach_senders(app: faust.App, services: list[SenderService], started: list[SenderService]) -> None:
     """Run sender services inside a Faust worker: started with it, settled and stopped before it stops."""
 
+    stopping = False
+
     async def start_senders() -> None:
         for service in services:
             await service.start()
             started.append(service)
+        # A sender service whose loop ended (e.g. TransactionStuck) must not leave a worker that looks alive
+        # and sends nothing: exit non-zero, as a sender process does, so the supervisor or orchestrator
+        # restarts it. The router's tables and offsets are safe: the same as a crash, which they survive.
+        await watch_services([s.task for s in started if s.task is not None], lambda: stopping)
 
     async def stop_senders(*args: Any, **kwargs: Any) -> None:
+        nonlocal stopping
+        stopping = True
         for service in started:
             await service.stop()
 
     app.task(start_senders)
     app.on_before_shutdown.connect(stop_senders)
     metrics.watch_senders(services)
+
+
+async def watch_services(tasks: list[asyncio.Task[None]], stopping: Callable[[], bool],
+                         on_death: Callable[[set[asyncio.Task[None]]], None] | None = None) -> None:
+    """Wait while the services' loops run; when one ends outside a shutdown, ``on_death`` (default: exit)."""
+    while tasks and not stopping():
+        done, _ = await asyncio.wait(tasks, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+        if done and not stopping():
+            (on_death or dead_service_exit)(done)
+            return
+
+
+def dead_service_exit(done: set[asyncio.Task[None]], code: int = 1) -> NoReturn:
+    """Log why the sender services in ``done`` ended and end the process at once (a stuck transaction's task
+    would keep a graceful shutdown waiting for ever)."""
+    for task in done:
+        error = None if task.cancelled() else task.exception()
+        log.error("a sender service died in the all-in-one worker; exiting %d for a restart", code,
+                  exc_info=error)
+    logging.shutdown()
+    os._exit(code)
 
 
 def watch_lag(app: faust.App, group: str, senders: list[SenderService]) -> None:
