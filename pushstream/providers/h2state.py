@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import struct
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from jh2._hazmat import Decoder, Encoder, HPACKError
@@ -175,11 +175,12 @@ class H2State:
         self.out = []
         return b"".join(out)
 
-    def take_ended(self) -> list[Ended]:
-        """The requests that ended since the last call, with their outcomes."""
+    def take_ended(self) -> Sequence[Ended]:
+        """The requests that ended since the last call, with their outcomes (``()`` when none)."""
         ended = self.ended
-        if ended:
-            self.ended = []
+        if not ended:
+            return ()  # not the list itself: later inputs append to it
+        self.ended = []
         return ended
 
     @property
@@ -214,7 +215,7 @@ class H2State:
             self.out.append(frame(RST_STREAM, 0, stream.id, _U32.pack(CANCEL)))
             self._stream_done()
 
-    def receive(self, data: bytes) -> list[Ended]:
+    def receive(self, data: bytes) -> Sequence[Ended]:
         """Process received bytes (any split); returns `take_ended()`. A protocol error sets ``error`` and
         closes (GOAWAY with its code); nothing after it is processed."""
         if self.closing:
@@ -259,7 +260,7 @@ class H2State:
         self.closing = True
         self.out.append(frame(GOAWAY, 0, 0, _GOAWAY.pack(self._last_peer_stream, code) + debug[:200]))
 
-    def connection_lost(self, reason: str) -> list[Ended]:
+    def connection_lost(self, reason: str) -> Sequence[Ended]:
         """The socket is gone: started requests are lost (maybe processed), queued ones unprocessed."""
         self.going_away = self.closing = True
         streams, self.streams = self.streams, {}
@@ -400,8 +401,11 @@ class H2State:
     def _on_headers(self, stream_id: int, flags: int, block: bytes) -> None:
         try:
             fields = self._decoder.decode(block, raw=True)  # always decoded: the HPACK state depends on it
-        except Exception as exc:  # HPACKError, OversizedHeaderListError
-            raise ProtocolError(COMPRESSION_ERROR, f"HPACK: {exc}") from exc
+        except BaseException as exc:  # HPACKError, OversizedHeaderListError, and jh2's Rust panics
+            # A malformed block can panic the Rust decoder: pyo3's PanicException is a BaseException.
+            if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+                raise
+            raise ProtocolError(COMPRESSION_ERROR, f"HPACK: {exc!r}") from exc
         stream = self.streams.get(stream_id)
         if stream is None:
             return  # a stream we reset or never had

@@ -37,7 +37,7 @@ import logging
 import ssl
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import cast
 
 from pushstream.providers.h2state import (
@@ -180,7 +180,7 @@ class H2Connection(asyncio.Protocol):
             raise
 
     @staticmethod
-    def _resolve(ended: list[Ended]) -> None:
+    def _resolve(ended: Sequence[Ended]) -> None:
         for future, outcome in ended:
             if not future.done():
                 if type(outcome) is Response:
