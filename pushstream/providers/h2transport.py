@@ -7,7 +7,7 @@ Why not h2/httpx: their per-request state machines cost 200-900 µs of CPU per p
 - HPACK is ``jh2._hazmat``; constant headers (``authorization``, topic, content-type) are indexed, so a
   ~230-byte JWT costs one byte per request after the first; per-request values are never-indexed literals.
 
-Protocol behaviour (RFC 9113):
+Protocol behaviour (RFC 9113), all of it in the sans-IO ``h2state.H2State``, which ``H2Connection`` drives:
 - client preface + SETTINGS (no push, 1 MiB stream windows) + a connection WINDOW_UPDATE; a connection is
   ready once the peer's first SETTINGS arrived (so its MAX_CONCURRENT_STREAMS is known before any request);
 - peer SETTINGS: MAX_CONCURRENT_STREAMS (raised or lowered at any time; requests over the limit wait in
@@ -16,6 +16,8 @@ Protocol behaviour (RFC 9113):
 - send flow control on the connection and per stream (bodies wait for WINDOW_UPDATE); received DATA is
   given back in steps (connection and stream), so error bodies can never stall a connection;
 - responses: HEADERS (+CONTINUATION, padding, priority, 1xx skipped, trailers), DATA, END_STREAM;
+- a peer that breaks the protocol (a bad frame size, DATA on a stream never opened, a header block HPACK
+  cannot decode) gets GOAWAY with the matching error code and the connection closes;
 - RST_STREAM: REFUSED_STREAM → ``StreamUnprocessed`` (safe to resend), otherwise ``StreamLost``;
 - GOAWAY: streams above last_stream_id and queued requests fail with ``StreamUnprocessed``; streams at or
   below it still get their answers; the connection takes nothing new and closes once idle;
@@ -100,6 +102,7 @@ class H2Connection(asyncio.Protocol):
         # A queued request whose future is done (its deadline passed) is never started.
         self.state = H2State(abandoned=asyncio.Future.done)
         self._flush_scheduled = False
+        self._error_logged = self._goaway_logged = False  # each logged once
 
     # -- state -----------------------------------------------------------------------------------------
 
@@ -217,8 +220,6 @@ class H2Connection(asyncio.Protocol):
         elif state.out and not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
-
-    _error_logged = _goaway_logged = False
 
     # -- writing ---------------------------------------------------------------------------------------
 
