@@ -7,7 +7,7 @@ Why not h2/httpx: their per-request state machines cost 200-900 µs of CPU per p
 - HPACK is ``jh2._hazmat``; constant headers (``authorization``, topic, content-type) are indexed, so a
   ~230-byte JWT costs one byte per request after the first; per-request values are never-indexed literals.
 
-Protocol behaviour (RFC 9113):
+Protocol behaviour (RFC 9113), all of it in the sans-IO ``h2state.H2State``, which ``H2Connection`` drives:
 - client preface + SETTINGS (no push, 1 MiB stream windows) + a connection WINDOW_UPDATE; a connection is
   ready once the peer's first SETTINGS arrived (so its MAX_CONCURRENT_STREAMS is known before any request);
 - peer SETTINGS: MAX_CONCURRENT_STREAMS (raised or lowered at any time; requests over the limit wait in
@@ -16,6 +16,8 @@ Protocol behaviour (RFC 9113):
 - send flow control on the connection and per stream (bodies wait for WINDOW_UPDATE); received DATA is
   given back in steps (connection and stream), so error bodies can never stall a connection;
 - responses: HEADERS (+CONTINUATION, padding, priority, 1xx skipped, trailers), DATA, END_STREAM;
+- a peer that breaks the protocol (a bad frame size, DATA on a stream never opened, a header block HPACK
+  cannot decode) gets GOAWAY with the matching error code and the connection closes;
 - RST_STREAM: REFUSED_STREAM → ``StreamUnprocessed`` (safe to resend), otherwise ``StreamLost``;
 - GOAWAY: streams above last_stream_id and queued requests fail with ``StreamUnprocessed``; streams at or
   below it still get their answers; the connection takes nothing new and closes once idle;
@@ -29,163 +31,110 @@ clients measured in sending-tier-reference.md there is no abort at interpreter e
 closes every socket at once, including connections still draining after GOAWAY or retirement.
 """
 
+
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
-import struct
 import time
 import weakref
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import cast
 
-from jh2._hazmat import Decoder, Encoder, HPACKError
-
-log = logging.getLogger(__name__)
-
-Header = tuple[bytes, bytes, bool]  # name, value, sensitive (True: never-indexed literal)
-
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-# Frame types.
-DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = range(10)
-# Flags.
-END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
-# Settings.
-S_HEADER_TABLE_SIZE, S_ENABLE_PUSH, S_MAX_CONCURRENT_STREAMS, S_INITIAL_WINDOW_SIZE, S_MAX_FRAME_SIZE = 1, 2, 3, 4, 5
-# Error codes.
-NO_ERROR, PROTOCOL_ERROR, FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR, REFUSED_STREAM, CANCEL, COMPRESSION_ERROR = (
-    0x0, 0x1, 0x3, 0x6, 0x7, 0x8, 0x9,
+from pushstream.providers.h2state import (
+    ACK,
+    CANCEL,
+    CONTINUATION,
+    DATA,
+    END_HEADERS,
+    END_STREAM,
+    GOAWAY,
+    HEADERS,
+    NO_ERROR,
+    PADDED,
+    PING,
+    PREFACE,
+    PRIORITY_FLAG,
+    PROTOCOL_ERROR,
+    REFUSED_STREAM,
+    RST_STREAM,
+    SETTINGS,
+    WINDOW_UPDATE,
+    Ended,
+    H2State,
+    H2TransportError,
+    Header,
+    Response,
+    StreamLost,
+    StreamUnprocessed,
+    frame,
 )
 
-DEFAULT_WINDOW = 65535
-MAX_WINDOW = 2**31 - 1
-MAX_STREAM_ID = 2**31 - 1
-# Our receive windows. Streams get 1 MiB (answers are small); the connection 16 MiB, given back in 4 MiB steps.
-STREAM_RECEIVE_WINDOW = 1 << 20
-CONNECTION_RECEIVE_WINDOW = 16 << 20
-RECEIVE_WINDOW_STEP = 4 << 20
-MAX_HEADER_BLOCK = 256 * 1024  # a peer sending more header bytes than this for one answer is broken
+__all__ = [
+    "ACK", "CANCEL", "CONTINUATION", "DATA", "END_HEADERS", "END_STREAM", "GOAWAY", "HEADERS", "NO_ERROR", "PADDED",
+    "PING", "PREFACE", "PRIORITY_FLAG", "PROTOCOL_ERROR", "REFUSED_STREAM", "RST_STREAM", "SETTINGS",
+    "WINDOW_UPDATE", "ConnectFailed", "H2Connection", "H2Pool", "H2TransportError", "Header", "Response",
+    "StreamLost", "StreamUnprocessed", "connect", "frame",
+]
 
-_FRAME_HEADER = struct.Struct(">BHBBI")  # 24-bit length as 8+16 bits, type, flags, stream id
-_U32 = struct.Struct(">I")
-_SETTING = struct.Struct(">HI")
-_GOAWAY = struct.Struct(">II")
-
-
-class H2TransportError(Exception):
-    """Base of the errors a request can end with."""
-
-
-class StreamUnprocessed(H2TransportError):
-    """The peer provably did not process the request (GOAWAY above last_stream_id, REFUSED_STREAM, or never
-    written): safe to resend on another connection."""
-
-
-class StreamLost(H2TransportError):
-    """The request was in flight when its stream or connection ended: the peer may have processed it."""
+log = logging.getLogger(__name__)
 
 
 class ConnectFailed(H2TransportError):
     """No usable HTTP/2 connection could be opened (refused, TLS failure, no h2, no SETTINGS in time)."""
 
 
-def frame(ftype: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
-    """One HTTP/2 frame."""
-    n = len(payload)
-    return _FRAME_HEADER.pack(n >> 16, n & 0xFFFF, ftype, flags, stream_id) + payload
-
-
-class Response:
-    """A complete answer: ``:status``, the other headers (lower-case names, raw bytes) and the body."""
-
-    __slots__ = ("body", "headers", "status")
-
-    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-    def header(self, name: bytes) -> bytes | None:
-        """First value of a header (lower-case name), or None."""
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
-
-
-class _Stream:
-    __slots__ = (
-        "body", "future", "headers", "id", "offset", "received", "recv_unacked", "resp_headers", "send_window",
-        "status",
-    )
-
-    def __init__(self, headers: list[Header], body: bytes, future: asyncio.Future[Response]) -> None:
-        self.id = 0  # assigned when started
-        self.headers = headers
-        self.body = body
-        self.offset = 0  # bytes of body sent
-        self.future = future
-        self.send_window = 0
-        self.status = 0
-        self.resp_headers: list[tuple[bytes, bytes]] = []
-        self.received = bytearray()
-        self.recv_unacked = 0
-
-
 class H2Connection(asyncio.Protocol):
-    """One HTTP/2 client connection. Use ``await request(headers, body)``; see the module docstring."""
+    """One HTTP/2 client connection. Use ``await request(headers, body)``; see the module docstring.
+
+    The protocol is `h2state.H2State` (``self.state``); this adapter owns the rest: the transport, one
+    write per loop turn, a future per request, the ``ready`` future, ``on_close`` and ``last_answer``.
+    """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.ready: asyncio.Future[None] = loop.create_future()  # set when the peer's first SETTINGS arrive
-        self.going_away = False  # GOAWAY received/sent or retired: takes no new requests
         self.closed = False
         self.last_answer = 0.0  # monotonic time of the last frame that answered a stream
         self.on_close: Callable[[H2Connection], None] | None = None  # once, when it stops taking requests
         self.transport: asyncio.Transport | None = None
-        self._encoder = Encoder()
-        self._decoder = Decoder()
-        self._decoder.max_header_list_size = MAX_HEADER_BLOCK
-        self._next_id = 1
-        self._streams: dict[int, _Stream] = {}  # started, not yet answered
-        self._queue: deque[_Stream] = deque()  # waiting for a stream slot
-        self._blocked: deque[_Stream] = deque()  # started, body waiting for flow-control window
-        self._out: list[bytes] = []
+        # A queued request whose future is done (its deadline passed) is never started.
+        self.state = H2State(abandoned=asyncio.Future.done)
         self._flush_scheduled = False
-        self._inbuf = bytearray()
-        self._header_block: tuple[int, int, bytearray] | None = None  # stream id, flags, partial block
-        # Peer settings (RFC 9113 defaults until its SETTINGS arrive).
-        self.max_streams = 1
-        self._peer_initial_window = DEFAULT_WINDOW
-        self._max_frame = 16384
-        self._send_window = DEFAULT_WINDOW  # connection send window
-        self._recv_unacked = 0  # connection receive bytes not yet given back
-        self._last_peer_stream = 0  # we accept no peer-initiated streams (no push)
+        self._error_logged = self._goaway_logged = False  # each logged once
 
     # -- state -----------------------------------------------------------------------------------------
 
     @property
+    def going_away(self) -> bool:
+        """GOAWAY received or sent, or retired: takes no new requests."""
+        return self.state.going_away
+
+    @property
+    def max_streams(self) -> int:
+        """The peer's MAX_CONCURRENT_STREAMS (1 until its SETTINGS arrive)."""
+        return self.state.max_streams
+
+    @property
     def in_flight(self) -> int:
         """Requests started or queued on this connection and not yet ended."""
-        return len(self._streams) + len(self._queue)
+        state = self.state
+        return len(state.streams) + len(state.queue)
 
     @property
     def has_capacity(self) -> bool:
         """True when a new request would start at once."""
-        return not self.going_away and len(self._streams) + len(self._queue) < self.max_streams
+        state = self.state
+        return not state.going_away and len(state.streams) + len(state.queue) < state.max_streams
 
     # -- asyncio.Protocol ------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but they have its methods.
         self.transport = cast(asyncio.Transport, transport)
-        settings = _SETTING.pack(S_ENABLE_PUSH, 0) + _SETTING.pack(S_INITIAL_WINDOW_SIZE, STREAM_RECEIVE_WINDOW)
-        increment = CONNECTION_RECEIVE_WINDOW - DEFAULT_WINDOW
-        self.transport.write(PREFACE + frame(SETTINGS, 0, 0, settings)
-                             + frame(WINDOW_UPDATE, 0, 0, _U32.pack(increment)))
+        self.state.initiate()
+        self.transport.write(self.state.data_to_send())
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -194,388 +143,117 @@ class H2Connection(asyncio.Protocol):
         reason = str(exc) if exc else "connection closed"
         if not self.ready.done():
             self.ready.set_exception(ConnectFailed(reason))
-        streams, self._streams = self._streams, {}
-        self._blocked.clear()
-        for stream in streams.values():
-            if not stream.future.done():
-                stream.future.set_exception(StreamLost(reason))
-        self._fail_queue(StreamUnprocessed(reason))
+        self._resolve(self.state.connection_lost(reason))
 
     def data_received(self, data: bytes) -> None:
-        buf = self._inbuf
-        buf += data
-        pos = 0
-        end = len(buf)
-        unpack = _FRAME_HEADER.unpack_from
-        try:
-            while end - pos >= 9:
-                hi, lo, ftype, flags, stream_id = unpack(buf, pos)
-                length = (hi << 16) | lo
-                if end - pos - 9 < length:
-                    break
-                payload = bytes(buf[pos + 9 : pos + 9 + length])
-                pos += 9 + length
-                self._on_frame(ftype, flags, stream_id & 0x7FFFFFFF, payload)
-                if self.closed:
-                    return
-        except _ProtocolError as exc:
-            log.warning("HTTP/2 protocol error from the peer, closing the connection: %s", exc)
-            self._abort(exc.code, str(exc))
-            return
-        del buf[:pos]
+        state = self.state
+        answered = state.answered
+        connecting = not state.settings_received
+        ended = state.receive(data)
+        if state.answered != answered:
+            self.last_answer = time.monotonic()
+        if ended:
+            self._resolve(ended)
+        if state.going_away or connecting:
+            self._on_condition()  # rare: not ready yet, GOAWAY, a protocol error, closing
+        elif state.out and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
 
     # -- requests --------------------------------------------------------------------------------------
 
     async def request(self, headers: list[Header], body: bytes = b"") -> Response:
         """Send one request (pseudo-headers first, in ``headers``) and wait for its complete answer."""
-        if self.going_away or self.closed:
+        state = self.state
+        if state.going_away or self.closed:
             raise StreamUnprocessed("connection is going away")
-        stream = _Stream(headers, body, self.loop.create_future())
-        if len(self._streams) < self.max_streams and not self._queue:
-            self._start(stream)
-        else:
-            self._queue.append(stream)
+        future: asyncio.Future[Response] = self.loop.create_future()
+        stream = state.submit(headers, body, future)
+        if state.ended or state.going_away:
+            self._settle()  # refused locally (HPACK, stream ids exhausted): the connection retires
+        elif state.out and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
         try:
-            return await stream.future
+            return await future
         except asyncio.CancelledError:
-            self._cancel(stream)
+            if not self.closed:
+                state.cancel(stream)
+                self._settle()
             raise
 
-    def _start(self, stream: _Stream) -> None:
-        stream_id = self._next_id
-        if stream_id > MAX_STREAM_ID:
-            stream.future.set_exception(StreamUnprocessed("stream ids exhausted"))
-            self.retire()
-            return
-        self._next_id += 2
-        stream.id = stream_id
-        stream.send_window = self._peer_initial_window
-        self._streams[stream_id] = stream
-        try:
-            block = self._encoder.encode(stream.headers)
-        except HPACKError as exc:  # a header value HPACK refuses: nothing went out, but the table may be off
-            del self._streams[stream_id]
-            stream.future.set_exception(H2TransportError(f"HPACK: {exc}"))
-            self.retire()
-            return
-        stream.headers = []
-        out = self._out
-        flags = 0 if stream.body else END_STREAM
-        limit = self._max_frame
-        if len(block) <= limit:
-            out.append(frame(HEADERS, flags | END_HEADERS, stream_id, block))
-        else:
-            out.append(frame(HEADERS, flags, stream_id, block[:limit]))
-            for at in range(limit, len(block), limit):
-                last = at + limit >= len(block)
-                out.append(frame(CONTINUATION, END_HEADERS if last else 0, stream_id, block[at : at + limit]))
-        if stream.body:
-            self._send_body(stream)
-        self._schedule_flush()
-
-    def _send_body(self, stream: _Stream) -> bool:
-        """Write as much of the body as the windows allow; False (and queued in _blocked) if not all."""
-        body = stream.body
-        total = len(body)
-        out = self._out
-        while stream.offset < total:
-            n = min(total - stream.offset, self._send_window, stream.send_window, self._max_frame)
-            if n <= 0:
-                if stream not in self._blocked:
-                    self._blocked.append(stream)
-                return False
-            start = stream.offset
-            stream.offset = start + n
-            self._send_window -= n
-            stream.send_window -= n
-            chunk = body if n == total else body[start : start + n]
-            out.append(frame(DATA, END_STREAM if stream.offset == total else 0, stream.id, chunk))
-        stream.body = b""
-        return True
-
-    def _unblock(self) -> None:
-        blocked, self._blocked = self._blocked, deque()
-        for stream in blocked:  # in order; each one still short of window queues itself again
-            if stream.id in self._streams and stream.body:
-                if self._send_window <= 0:
-                    self._blocked.append(stream)
+    @staticmethod
+    def _resolve(ended: Sequence[Ended]) -> None:
+        for future, outcome in ended:
+            if not future.done():
+                if type(outcome) is Response:
+                    future.set_result(outcome)
                 else:
-                    self._send_body(stream)
-        self._schedule_flush()
+                    future.set_exception(outcome)
 
-    def _start_queued(self) -> None:
-        queue = self._queue
-        while queue and len(self._streams) < self.max_streams and not self.going_away:
-            stream = queue.popleft()
-            if not stream.future.done():  # skip requests whose caller gave up (deadline)
-                self._start(stream)
-
-    def _cancel(self, stream: _Stream) -> None:
-        if stream.id == 0:
-            with contextlib.suppress(ValueError):
-                self._queue.remove(stream)
-            return
-        if self._streams.pop(stream.id, None) is not None and not self.closed:
-            self._out.append(frame(RST_STREAM, 0, stream.id, _U32.pack(CANCEL)))
-            self._schedule_flush()
-            self._stream_done()
-
-    def _stream_done(self) -> None:
-        if self._queue:
-            self._start_queued()
-        if self.going_away and not self._streams:
-            self.close()
-
-    # -- writing ---------------------------------------------------------------------------------------
-
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
+    def _settle(self) -> None:
+        """After an input: resolve what ended, follow the connection's condition, schedule the write."""
+        state = self.state
+        if state.ended:
+            self._resolve(state.take_ended())
+        if state.going_away:
+            self._on_condition()
+        elif state.out and not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
 
+    def _on_condition(self) -> None:
+        state = self.state
+        if state.settings_received and not self.ready.done():
+            self.ready.set_result(None)
+        if state.error is not None and not self._error_logged:
+            self._error_logged = True
+            log.warning("HTTP/2 protocol error from the peer, closing the connection: %s", state.error)
+        if state.goaway is not None and not self._goaway_logged:
+            self._goaway_logged = True
+            last_stream_id, code, debug = state.goaway
+            log.warning("HTTP/2 GOAWAY: error_code=%s last_stream_id=%s data=%r", code, last_stream_id, debug)
+        if state.going_away:
+            self._leave()
+        if state.closing:
+            self._close_transport()
+        elif state.out and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    # -- writing ---------------------------------------------------------------------------------------
+
     def _flush(self) -> None:
         self._flush_scheduled = False
-        out = self._out
-        if not out:
-            return
-        self._out = []
-        if self.transport is not None and not self.closed:
-            self.transport.write(b"".join(out))
+        data = self.state.data_to_send()
+        if data and self.transport is not None and not self.closed:
+            self.transport.write(data)
 
-    # -- reading ---------------------------------------------------------------------------------------
-
-    def _on_frame(self, ftype: int, flags: int, stream_id: int, payload: bytes) -> None:
-        if self._header_block is not None and ftype != CONTINUATION:
-            raise _ProtocolError(PROTOCOL_ERROR, "expected CONTINUATION")
-        if ftype == HEADERS:
-            if not stream_id:
-                raise _ProtocolError(PROTOCOL_ERROR, "HEADERS on stream 0")
-            payload = _unpad(flags, payload)
-            if flags & PRIORITY_FLAG:
-                payload = payload[5:]
-            if flags & END_HEADERS:
-                self._on_headers(stream_id, flags, payload)
-            else:
-                self._header_block = (stream_id, flags, bytearray(payload))
-        elif ftype == DATA:
-            self._on_data(stream_id, flags, payload)
-        elif ftype == CONTINUATION:
-            block = self._header_block
-            if block is None or block[0] != stream_id:
-                raise _ProtocolError(PROTOCOL_ERROR, "unexpected CONTINUATION")
-            block[2].extend(payload)
-            if len(block[2]) > MAX_HEADER_BLOCK:
-                raise _ProtocolError(PROTOCOL_ERROR, "header block too large")
-            if flags & END_HEADERS:
-                self._header_block = None
-                self._on_headers(stream_id, block[1], bytes(block[2]))
-        elif ftype == SETTINGS:
-            if not flags & ACK:
-                self._on_settings(payload)
-        elif ftype == WINDOW_UPDATE:
-            self._on_window_update(stream_id, payload)
-        elif ftype == PING:
-            if not flags & ACK and len(payload) == 8:
-                self._out.append(frame(PING, ACK, 0, payload))
-                self._schedule_flush()
-        elif ftype == RST_STREAM:
-            self._on_reset(stream_id, payload)
-        elif ftype == GOAWAY:
-            self._on_goaway(payload)
-        elif ftype == PUSH_PROMISE:
-            raise _ProtocolError(PROTOCOL_ERROR, "PUSH_PROMISE with push disabled")
-        # PRIORITY and unknown frame types are ignored (RFC 9113 §4.1, §5.5).
-
-    def _on_headers(self, stream_id: int, flags: int, block: bytes) -> None:
-        try:
-            fields = self._decoder.decode(block, raw=True)  # always decoded: the HPACK state depends on it
-        except Exception as exc:  # HPACKError, OversizedHeaderListError
-            raise _ProtocolError(COMPRESSION_ERROR, f"HPACK: {exc}") from exc
-        stream = self._streams.get(stream_id)
-        if stream is None:
-            return  # a stream we reset or never had
-        self.last_answer = time.monotonic()
-        if not stream.status:
-            status = 0
-            headers = stream.resp_headers
-            for name, value, _ in fields:
-                if name == b":status":
-                    status = int(value)
-                elif name[:1] != b":":
-                    headers.append((name, value))  # type: ignore[arg-type]
-            if 100 <= status < 200:
-                headers.clear()  # informational (e.g. 100 Continue): the final answer follows
-            else:
-                stream.status = status or 0
-                if not status:
-                    self._end(stream, StreamLost("answer without :status"))
-                    return
-        # else: trailers, nothing in them matters here
-        if flags & END_STREAM:
-            self._end(stream)
-
-    def _on_data(self, stream_id: int, flags: int, payload: bytes) -> None:
-        size = len(payload)
-        if size:
-            self._recv_unacked += size
-            if self._recv_unacked >= RECEIVE_WINDOW_STEP:
-                self._out.append(frame(WINDOW_UPDATE, 0, 0, _U32.pack(self._recv_unacked)))
-                self._recv_unacked = 0
-                self._schedule_flush()
-        stream = self._streams.get(stream_id)
-        if stream is None:
-            return
-        self.last_answer = time.monotonic()
-        data = _unpad(flags, payload)
-        if data:
-            stream.received += data
-        if flags & END_STREAM:
-            self._end(stream)
-        elif size:
-            stream.recv_unacked += size
-            if stream.recv_unacked >= STREAM_RECEIVE_WINDOW // 2:
-                self._out.append(frame(WINDOW_UPDATE, 0, stream_id, _U32.pack(stream.recv_unacked)))
-                stream.recv_unacked = 0
-                self._schedule_flush()
-
-    def _end(self, stream: _Stream, exc: Exception | None = None) -> None:
-        if self._streams.pop(stream.id, None) is None:
-            return
-        if not stream.future.done():
-            if exc is not None:
-                stream.future.set_exception(exc)
-            elif not stream.status:
-                stream.future.set_exception(StreamLost("stream ended without an answer"))
-            else:
-                stream.future.set_result(Response(stream.status, stream.resp_headers, bytes(stream.received)))
-        if exc is not None and not self.closed:  # we end it early: tell the peer
-            self._out.append(frame(RST_STREAM, 0, stream.id, _U32.pack(CANCEL)))
-            self._schedule_flush()
-        self._stream_done()
-
-    def _on_settings(self, payload: bytes) -> None:
-        if len(payload) % 6:
-            raise _ProtocolError(FRAME_SIZE_ERROR, "SETTINGS length")
-        for at in range(0, len(payload), 6):
-            key, value = _SETTING.unpack_from(payload, at)
-            if key == S_MAX_CONCURRENT_STREAMS:
-                self.max_streams = value
-            elif key == S_INITIAL_WINDOW_SIZE:
-                if value > MAX_WINDOW:
-                    raise _ProtocolError(FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE too large")
-                delta = value - self._peer_initial_window
-                self._peer_initial_window = value
-                for stream in self._streams.values():
-                    stream.send_window += delta
-            elif key == S_MAX_FRAME_SIZE:
-                if not 16384 <= value <= 16777215:
-                    raise _ProtocolError(PROTOCOL_ERROR, "MAX_FRAME_SIZE out of range")
-                self._max_frame = value
-            elif key == S_HEADER_TABLE_SIZE:
-                self._encoder.header_table_size = min(value, 4096)
-        self._out.append(frame(SETTINGS, ACK, 0))
-        if not self.ready.done():
-            self.ready.set_result(None)
-        self._unblock()  # schedules the flush
-        self._start_queued()
-
-    def _on_window_update(self, stream_id: int, payload: bytes) -> None:
-        if len(payload) != 4:
-            raise _ProtocolError(FRAME_SIZE_ERROR, "WINDOW_UPDATE length")
-        increment = _U32.unpack(payload)[0] & 0x7FFFFFFF
-        if stream_id == 0:
-            if not increment:
-                raise _ProtocolError(PROTOCOL_ERROR, "WINDOW_UPDATE of 0")
-            self._send_window += increment
-            if self._send_window > MAX_WINDOW:
-                raise _ProtocolError(FLOW_CONTROL_ERROR, "connection window overflow")
-        else:
-            stream = self._streams.get(stream_id)
-            if stream is None:
-                return
-            stream.send_window += increment
-        if self._blocked:
-            self._unblock()
-
-    def _on_reset(self, stream_id: int, payload: bytes) -> None:
-        stream = self._streams.get(stream_id)
-        if stream is None or len(payload) != 4:
-            return
-        code = _U32.unpack(payload)[0]
-        self.last_answer = time.monotonic()
-        self._streams.pop(stream_id)
-        if not stream.future.done():
-            # RFC 9113 §8.7: REFUSED_STREAM guarantees the request was not processed.
-            exc_type = StreamUnprocessed if code == REFUSED_STREAM else StreamLost
-            stream.future.set_exception(exc_type(f"stream reset by the peer: error code {code}"))
-        self._stream_done()
-
-    def _on_goaway(self, payload: bytes) -> None:
-        if len(payload) < 8:
-            raise _ProtocolError(FRAME_SIZE_ERROR, "GOAWAY length")
-        last_stream_id, code = _GOAWAY.unpack_from(payload)
-        last_stream_id &= 0x7FFFFFFF
-        log.warning("HTTP/2 GOAWAY: error_code=%s last_stream_id=%s data=%r", code, last_stream_id, payload[8:208])
-        self.going_away = True
-        self._leave()
-        unprocessed = StreamUnprocessed(f"GOAWAY last_stream_id={last_stream_id}")
-        for stream_id in [s for s in self._streams if s > last_stream_id]:
-            stream = self._streams.pop(stream_id)
-            if not stream.future.done():
-                stream.future.set_exception(unprocessed)
-        self._fail_queue(unprocessed)
-        if not self._streams:  # nothing left to wait for; streams <= last_stream_id still get answers
-            self.close()
+    def _close_transport(self) -> None:
+        transport = self.transport
+        if transport is not None and not self.closed and not transport.is_closing():
+            self._flush()  # our GOAWAY goes out first
+            transport.close()
 
     # -- ending ----------------------------------------------------------------------------------------
 
     def retire(self) -> None:
         """Take no new requests; queued ones fail as unprocessed; close once the started ones are answered."""
-        if self.going_away:
+        if self.state.going_away:
             return
-        self.going_away = True
-        self._leave()
-        self._fail_queue(StreamUnprocessed("connection retired"))
-        if not self._streams:
-            self.close()
+        self.state.retire()
+        self._settle()
 
     def close(self, code: int = NO_ERROR, debug: bytes = b"") -> None:
         """Say GOAWAY and close; requests still in flight fail with StreamLost."""
-        self.going_away = True
+        self.state.close(code, debug)
         self._leave()
-        transport = self.transport
-        if transport is not None and not self.closed and not transport.is_closing():
-            self._out.append(frame(GOAWAY, 0, 0, _GOAWAY.pack(self._last_peer_stream, code) + debug[:200]))
-            self._flush()
-            transport.close()
-
-    def _abort(self, code: int, reason: str) -> None:
-        self.close(code, reason.encode())
+        self._close_transport()
 
     def _leave(self) -> None:
         callback, self.on_close = self.on_close, None
         if callback is not None:
             callback(self)
-
-    def _fail_queue(self, exc: Exception) -> None:
-        queue, self._queue = self._queue, deque()
-        for stream in queue:
-            if not stream.future.done():
-                stream.future.set_exception(exc)
-
-
-class _ProtocolError(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _unpad(flags: int, payload: bytes) -> bytes:
-    if not flags & PADDED:
-        return payload
-    if not payload or payload[0] >= len(payload):
-        raise _ProtocolError(PROTOCOL_ERROR, "bad padding")
-    return payload[1 : len(payload) - payload[0]]
 
 
 async def connect(

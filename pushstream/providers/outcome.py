@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar, runtime_checkable
 
 from pushstream.models.outcome import LOCAL_BAD_ADDRESS as LOCAL_BAD_ADDRESS
 from pushstream.models.outcome import LOCAL_BAD_PAYLOAD as LOCAL_BAD_PAYLOAD
@@ -174,6 +174,15 @@ class Sender(Protocol):
     async def close(self) -> None:
         """Close connections; the sender cannot be used afterwards."""
         ...
+
+
+def after_reauth(verdict: Verdict, renewed: bool) -> Literal["renew", "refused", "done"]:
+    """After an answer, for a client that renews its credentials on REAUTH (an FCM OAuth token, a Web Push
+    VAPID signature): ``renew`` and resend once; ``refused`` when the renewed ones are refused too (our
+    configuration is wrong: FATAL_CONFIG, see BatchSender.refused_after_reauth); else ``done``."""
+    if verdict.action is not Action.REAUTH:
+        return "done"
+    return "refused" if renewed else "renew"
 
 
 def remaining_ttl(expires_at: float | None, now: float | None = None) -> int | None:

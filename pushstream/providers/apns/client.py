@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from pushstream.config import ApnsSettings
 from pushstream.models.internal import DeliveryBatch
+from pushstream.providers.apns.attempt import next_step, request_headers, token_renewal
 from pushstream.providers.apns.classify import apns_rule, classify_apns_answer, classify_apns_no_answer
 from pushstream.providers.apns.payload import MAX_PAYLOAD_BYTES, apns_priority, push_type
 from pushstream.providers.base import PooledH2Sender, h2_ssl_context
@@ -122,12 +123,10 @@ class ProviderToken:
 
     def renew(self, rejected_issued_at: int) -> bool:
         """Re-sign after APNs rejected the JWT issued at ``rejected_issued_at``; False if too soon."""
-        if self.issued_at != rejected_issued_at:
-            return True  # someone else renewed it already
-        if self._clock() - self.issued_at < self.MIN_RENEW_INTERVAL:
-            return False
-        self._sign()
-        return True
+        decision = token_renewal(self.issued_at, rejected_issued_at, self._clock(), self.MIN_RENEW_INTERVAL)
+        if decision == "sign":
+            self._sign()
+        return decision != "too_soon"
 
     def _sign(self) -> None:
         self.issued_at = int(self._clock())
@@ -321,9 +320,8 @@ class ApnsSender(PooledH2Sender[ApnsRequest]):
         if not token.isascii():
             return classify_apns_no_answer(LOCAL_BAD_ADDRESS, "token is not ASCII")
         apns_id = apns_id_for(notification_id, str(item.get("device_id", "")))
-        # :path and apns-id are unique per request: indexing them would only churn the HPACK table.
-        headers = [*self._head, (b":path", b"/3/device/" + token.encode(), True), *self._common,
-                   (b"apns-id", apns_id.encode(), True), *tails[push_type(payload)]]
+        headers = request_headers(self._head, token.encode(), self._common, apns_id.encode(),
+                                  tails[push_type(payload)])
         return ApnsRequest(token, apns_id, body, headers)
 
     async def _attempt(self, request: ApnsRequest) -> Verdict:
@@ -365,12 +363,13 @@ class ApnsSender(PooledH2Sender[ApnsRequest]):
                                            retry_after.decode("ascii", "replace") if retry_after else None)
             if verdict.action is not Action.DELIVERED:
                 self._log_failure(request, verdict.reason or str(status))
-            if apns_rule(status, reason).reconnect and not reconnected:
+            step = next_step(verdict, apns_rule(status, reason).reconnect, reconnected, reauthed)
+            if step == "reconnect":
                 reconnected = True
                 connection.retire()
                 self.counters.resent += 1
                 continue
-            if verdict.action is Action.REAUTH and not reauthed:
+            if step == "renew_token":
                 reauthed = True
                 if token.renew(issued_at):
                     self.counters.auth_refreshes += 1

@@ -36,6 +36,7 @@ from pushstream.providers.fcm.classify import (
     classify_fcm_no_answer,
     classify_fcm_oauth_failure,
 )
+from pushstream.providers.fcm.oauth import bearer_still_valid, token_fetch
 from pushstream.providers.h2transport import (
     ConnectFailed,
     H2TransportError,
@@ -51,8 +52,8 @@ from pushstream.providers.outcome import (
     TRANSPORT_CONNECTION_LOST,
     TRANSPORT_ERROR,
     TRANSPORT_UNPROCESSED,
-    Action,
     Verdict,
+    after_reauth,
     remaining_ttl,
 )
 
@@ -226,22 +227,21 @@ class FcmSender(PooledH2Sender[FcmRequest]):
             retry_after = response.header(b"retry-after")
             verdict = classify_fcm_answer(response.status, response.body,
                                           retry_after.decode("ascii", "replace") if retry_after else None)
-            if verdict.action is Action.REAUTH:
-                if not reauthed:
-                    reauthed = True
-                    await self._refresh(stale=bearer)
-                    self.counters.resent += 1
-                    continue
-                # A freshly fetched token is refused too: the account lacks access.
+            step = after_reauth(verdict, reauthed)
+            if step == "renew":
+                reauthed = True
+                await self._refresh(stale=bearer)
+                self.counters.resent += 1
+                continue
+            if step == "refused":  # a freshly fetched token is refused too: the account lacks access
                 return self.refused_after_reauth(verdict, "still unauthenticated after an OAuth token refresh")
             return verdict
 
     async def _bearer(self) -> str:
         creds = self._creds
         assert creds is not None
-        token, expiry, valid_until = self._checked
-        if creds.token is token and creds.expiry is expiry and token is not None and time.time() < valid_until:
-            return str(token)  # google-auth's ``valid`` costs more than the rest of the send's bookkeeping
+        if bearer_still_valid(creds.token, creds.expiry, self._checked, time.time()):
+            return str(creds.token)  # google-auth's ``valid`` costs more than the rest of the send's bookkeeping
         if not creds.valid:  # no token yet, or within google-auth's refresh threshold of expiry
             await self._refresh(stale=creds.token)
         token, expiry = creds.token, creds.expiry
@@ -257,10 +257,15 @@ class FcmSender(PooledH2Sender[FcmRequest]):
         """
         creds = self._creds
         assert creds is not None
-        if self._refreshing is None:
-            if creds.token is not None and creds.token != stale and creds.valid:
-                return
+        fetching = self._refreshing is not None
+        # google-auth's ``valid`` costs: asked only when no fetch runs and a token other than the refused one exists.
+        valid = not fetching and creds.token is not None and creds.token != stale and creds.valid
+        step = token_fetch(fetching, creds.token, stale, valid)
+        if step == "fresh":
+            return
+        if step == "fetch":
             self._refreshing = asyncio.ensure_future(self._fetch_token())
+        assert self._refreshing is not None
         await asyncio.shield(self._refreshing)
 
     async def _fetch_token(self) -> None:

@@ -38,6 +38,7 @@ from pushstream.providers.outcome import (
     LOCAL_PAYLOAD_TOO_LARGE,
     Action,
     Verdict,
+    after_reauth,
     remaining_ttl,
 )
 from pushstream.providers.webpush.classify import (
@@ -207,14 +208,14 @@ class WebPushSender(BatchSender[WebPushRequest]):
             else:
                 detail = response.body[:_DETAIL_MAX].decode("utf-8", "replace")
                 verdict = classify_webpush_answer(response.status, response.headers.get("retry-after"), detail)
-            if verdict.action is Action.REAUTH:
-                if not resigned:
-                    resigned = True
-                    self._signer.invalidate(request.origin, authorization)
-                    self.counters.auth_refreshes += 1
-                    self.counters.resent += 1
-                    continue
-                # A fresh signature is refused too: the subscription was made for another VAPID key.
+            step = after_reauth(verdict, resigned)
+            if step == "renew":
+                resigned = True
+                self._signer.invalidate(request.origin, authorization)
+                self.counters.auth_refreshes += 1
+                self.counters.resent += 1
+                continue
+            if step == "refused":  # a fresh signature is refused too: subscribed with another VAPID key
                 return self.refused_after_reauth(verdict, "VAPID rejected after re-signing")
             if verdict.action is not Action.DELIVERED:
                 self._log_failure(request, verdict.reason or "failed")
