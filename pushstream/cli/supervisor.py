@@ -43,7 +43,9 @@ class Child:
 
     def start(self, out: IO[bytes], json_lines: bool = False) -> None:
         self.process = subprocess.Popen(self.argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        start_new_session=True, preexec_fn=die_with_parent())
+                                        start_new_session=True,
+                                        # SIGKILL: a child stuck in its shutdown must not outlive a dead supervisor
+                                        preexec_fn=die_with_parent(signal.SIGKILL))
         self.started_at = time.monotonic()
         assert self.process.stdout is not None
         tag = json_tagger(self.name) if json_lines else prefix_tagger(self.name)
