@@ -219,17 +219,12 @@ class SenderService:
         self.delivery_topics = {settings.topic(delivery_topic(p, lane)): p for p in self.platforms}
         self.retry_topics = {settings.topic(retry_topic(p, lane, band)): p
                              for p in self.platforms for band in RETRY_BANDS}
-        self.sent_topic = settings.topic("pushstream.sent")
-        self.sent_partitions = layout.partitions("pushstream.sent")
-        self.status_topic = settings.topic("pushstream.status")
-        self.status_partitions = layout.partitions("pushstream.status")
-        self.progress_topic = settings.topic("pushstream.progress")
-        self.dlq_topic = settings.topic("pushstream.dlq")
-        self.user_events_topic = settings.topic("pushstream.user-events")
+        # Every topic a poll writes to, with its partition count (the one place the sender names them).
         self.poll_topics = PollTopics(
-            status=self.status_topic, status_partitions=self.status_partitions, dlq=self.dlq_topic,
-            sent=self.sent_topic, sent_partitions=self.sent_partitions, progress=self.progress_topic,
-            user_events=self.user_events_topic, user_partitions=layout.user_partitions,
+            status=settings.topic("pushstream.status"), status_partitions=layout.partitions("pushstream.status"),
+            dlq=settings.topic("pushstream.dlq"), sent=settings.topic("pushstream.sent"),
+            sent_partitions=layout.partitions("pushstream.sent"), progress=settings.topic("pushstream.progress"),
+            user_events=settings.topic("pushstream.user-events"), user_partitions=layout.user_partitions,
             retry={(p, band): (settings.topic(name), layout.partitions(name))
                    for p in self.platforms for band in RETRY_BANDS for name in [retry_topic(p, lane, band)]})
         pipeline = settings.pipeline
@@ -318,7 +313,7 @@ class SenderService:
             # polled before the rebalance must not be settled in that window, the next owner has them.
             self._owned.discard(tp)
         # Another process may settle batches of these partitions now: reload their memory when they return.
-        self.memory.loaded.difference_update(tp.partition % self.sent_partitions for tp in revoked)
+        self.memory.loaded.difference_update(tp.partition % self.poll_topics.sent_partitions for tp in revoked)
 
     async def remember(self, assigned: Iterable[TopicPartition]) -> None:
         """Load the sent memory of the assigned partitions, then start each from its committed offset read
@@ -335,8 +330,8 @@ class SenderService:
         self._owned = set()
         count = 0
         try:
-            count = await self.memory.load(self.servers, self.sent_topic,
-                                           {tp.partition % self.sent_partitions for tp in tps})
+            count = await self.memory.load(self.servers, self.poll_topics.sent,
+                                           {tp.partition % self.poll_topics.sent_partitions for tp in tps})
             await self._position(consumer, tps)
         except Exception:
             log.exception("sender %s/%s: assignment set-up failed; starting from the committed offsets",
@@ -496,7 +491,7 @@ class SenderService:
                             detail: str) -> Record:
         letter = dead_letter(reason, detail, topic=tp.topic, partition=tp.partition, offset=message.offset,
                              key=message.key, value=message.value)
-        return (self.dlq_topic, message.key, encode(letter), None)
+        return (self.poll_topics.dlq, message.key, encode(letter), None)
 
     async def _commit(self, records: list[Record], offsets: dict[TopicPartition, int]) -> None:
         """Write the outcome and commit the input offsets in one transaction."""
